@@ -141,6 +141,10 @@ func (r *Reactor) Name() string { return r.name }
 // Mode returns the idle mode.
 func (r *Reactor) Mode() Mode { return r.mode }
 
+// IterNow returns the tick count read at the start of the current (or
+// last) iteration. Reactor only.
+func (r *Reactor) IterNow() Ticks { return r.now }
+
 // Sleeping reports whether the reactor is asleep in adaptive mode right now.
 func (r *Reactor) Sleeping() bool { return r.sleeping.Load() }
 
