@@ -101,6 +101,7 @@ const FsyncDatasync uint32 = 1 << 0
 const (
 	enterGetEvents uint32 = 1 << 0
 	enterSQWakeup  uint32 = 1 << 1
+	enterExtArg    uint32 = 1 << 3
 )
 
 // SQ ring flags written by the kernel (IORING_SQ_*).
@@ -195,6 +196,14 @@ type params struct {
 	resv         [3]uint32
 	sqOff        sqringOffsets
 	cqOff        cqringOffsets
+}
+
+// geteventsArg is struct io_uring_getevents_arg (IORING_ENTER_EXT_ARG).
+type geteventsArg struct {
+	sigmask   uint64
+	sigmaskSz uint32
+	minWaitUs uint32
+	ts        uint64 // address of a struct __kernel_timespec
 }
 
 // filesUpdate is struct io_uring_files_update (IORING_REGISTER_FILES_UPDATE).

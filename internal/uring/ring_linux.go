@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/bits"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -381,6 +382,40 @@ func (r *Ring) SubmitAndWait(waitNr uint32) (int, error) {
 		total += got
 		if uint32(got) >= n && (waitNr == 0 || r.CQReady() >= waitNr) {
 			return total, nil
+		}
+	}
+}
+
+// SubmitAndWaitTimeout is SubmitAndWait with a limit: it returns unix.ETIME
+// when fewer than waitNr completions are in the CQ ring after timeout
+// (IORING_ENTER_EXT_ARG, FeatExtArg). Tests and shutdown only.
+func (r *Ring) SubmitAndWaitTimeout(waitNr uint32, timeout time.Duration) (int, error) {
+	deadline := time.Now().Add(timeout)
+	total := 0
+	for {
+		n := r.publish()
+		if r.flags&SetupSQPoll != 0 {
+			n = 0
+			if atomic.LoadUint32(r.sqFlags)&sqNeedWakeup != 0 {
+				if _, errno := sysEnter(r.fd, 0, 0, enterSQWakeup); errno != 0 && errno != unix.EINTR {
+					return total, errno
+				}
+			}
+		}
+		left := max(time.Until(deadline), 0)
+		got, errno := sysEnterTimeout(r.fd, n, waitNr, enterGetEvents|enterExtArg, unix.NsecToTimespec(int64(left)))
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return total, errno
+		}
+		total += got
+		if uint32(got) >= n && r.CQReady() >= waitNr {
+			return total, nil
+		}
+		if left == 0 {
+			return total, unix.ETIME
 		}
 	}
 }

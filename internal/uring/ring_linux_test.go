@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -665,4 +666,23 @@ func TestStackBuffersEscape(t *testing.T) {
 	if allocs < 1 {
 		t.Fatalf("stack buffer passed to PrepRead did not escape (%v allocs)", allocs)
 	}
+}
+
+func TestSubmitAndWaitTimeout(t *testing.T) {
+	r := newRing(t, Options{Entries: 2})
+	start := time.Now()
+	_, err := r.SubmitAndWaitTimeout(1, 20*time.Millisecond)
+	if !errors.Is(err, unix.ETIME) {
+		t.Fatalf("wait with nothing in flight: %v, want ETIME", err)
+	}
+	if d := time.Since(start); d < 15*time.Millisecond || d > 5*time.Second {
+		t.Fatalf("timed out after %v, want about 20ms", d)
+	}
+	s := getSQE(t, r)
+	s.PrepNop()
+	s.UserData = 3
+	if n, err := r.SubmitAndWaitTimeout(1, time.Second); n != 1 || err != nil {
+		t.Fatalf("SubmitAndWaitTimeout: %d, %v", n, err)
+	}
+	one(t, r, 3)
 }

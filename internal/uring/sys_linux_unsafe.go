@@ -19,6 +19,7 @@ var (
 	_ [16]byte  = [unsafe.Sizeof(CQE{})]byte{}
 	_ [120]byte = [unsafe.Sizeof(params{})]byte{}
 	_ [16]byte  = [unsafe.Sizeof(filesUpdate{})]byte{}
+	_ [24]byte  = [unsafe.Sizeof(geteventsArg{})]byte{}
 	_ [16]byte  = [unsafe.Sizeof(unix.Iovec{})]byte{}
 )
 
@@ -42,6 +43,19 @@ func sysEnter(fd int, toSubmit, minComplete, flags uint32) (int, unix.Errno) {
 	} else {
 		n, _, errno = unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(fd), uintptr(toSubmit), 0, uintptr(flags), 0, 0)
 	}
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), 0
+}
+
+// sysEnterTimeout waits with a timeout through IORING_ENTER_EXT_ARG.
+func sysEnterTimeout(fd int, toSubmit, minComplete, flags uint32, ts unix.Timespec) (int, unix.Errno) {
+	arg := geteventsArg{ts: uint64(uintptr(unsafe.Pointer(&ts)))}
+	n, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(fd), uintptr(toSubmit), uintptr(minComplete),
+		uintptr(flags), uintptr(unsafe.Pointer(&arg)), unsafe.Sizeof(arg))
+	// arg.ts hides &ts from the collector; keep ts alive across the call.
+	runtime.KeepAlive(&ts)
 	if errno != 0 {
 		return 0, errno
 	}
