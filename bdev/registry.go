@@ -55,12 +55,13 @@ type Options struct {
 // Registry holds the bdevs of a process. Its methods are control plane:
 // they take a mutex and may be called from any goroutine, never per IO.
 type Registry struct {
-	opts    Options
-	mu      sync.Mutex
-	bdevs   map[string]*Bdev
-	aliases map[string]*Bdev
-	order   []*Bdev
-	modules []Module
+	opts     Options
+	poolSize atomic.Int64
+	mu       sync.Mutex
+	bdevs    map[string]*Bdev
+	aliases  map[string]*Bdev
+	order    []*Bdev
+	modules  []Module
 }
 
 // NewRegistry returns an empty registry.
@@ -68,8 +69,13 @@ func NewRegistry(o Options) *Registry {
 	if o.IOPoolSize <= 0 {
 		o.IOPoolSize = 1024
 	}
-	return &Registry{opts: o, bdevs: map[string]*Bdev{}, aliases: map[string]*Bdev{}}
+	g := &Registry{opts: o, bdevs: map[string]*Bdev{}, aliases: map[string]*Bdev{}}
+	g.poolSize.Store(int64(o.IOPoolSize))
+	return g
 }
+
+// SetIOPoolSize sets the number of IOs in channels created from now on.
+func (g *Registry) SetIOPoolSize(n int) { g.poolSize.Store(int64(n)) }
 
 // Reactors returns the reactors of the registry.
 func (g *Registry) Reactors() []*reactor.Reactor { return g.opts.Reactors }
@@ -358,7 +364,7 @@ func (d *Desc) GetChannel(r *reactor.Reactor) (*IOChannel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bdev %q: channel on %s: %w", b.info.Name, r.Name(), err)
 	}
-	c := newIOChannel(b, r, mod, b.reg.opts.IOPoolSize)
+	c := newIOChannel(b, r, mod, int(b.reg.poolSize.Load()))
 	c.refs = 1
 	b.chans[id] = c
 	return c, nil

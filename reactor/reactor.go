@@ -466,3 +466,7 @@ func (r *Reactor) UnwatchFd(fd int) error { return r.waker.unwatch(fd) }
 // Close releases the reactor's eventfd and epoll instance. Call after Run
 // has returned.
 func (r *Reactor) Close() error { return r.waker.close() }
+
+// Tid returns the OS thread id running the reactor, or 0 when it is not
+// running.
+func (r *Reactor) Tid() int { return int(r.tid.Load()) }

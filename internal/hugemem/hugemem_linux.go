@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,7 +33,21 @@ type Region struct {
 	Huge bool
 }
 
-var warnOnce sync.Once
+var (
+	warnOnce sync.Once
+	limit    atomic.Int64 // 0 = unlimited
+	inUse    atomic.Int64
+)
+
+// ErrLimit is returned when an allocation would exceed SetLimit's budget.
+var ErrLimit = errors.New("memory budget exhausted (raise it with -s)")
+
+// SetLimit caps the bytes all live regions may use together (the daemon's
+// -s option); 0 removes the cap.
+func SetLimit(bytes int64) { limit.Store(bytes) }
+
+// InUse returns the bytes held by live regions.
+func InUse() int64 { return inUse.Load() }
 
 // Policy selects the backing.
 type Policy uint8
@@ -74,6 +89,9 @@ func Alloc(name string, size int, p Policy) (*Region, error) {
 }
 
 func alloc(name string, size int, flags int) (*Region, error) {
+	if l := limit.Load(); l > 0 && inUse.Load()+int64(size) > l {
+		return nil, fmt.Errorf("%w: %d bytes in use, %d requested, limit %d", ErrLimit, inUse.Load(), size, l)
+	}
 	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|flags)
 	if err != nil {
 		return nil, fmt.Errorf("memfd_create: %w", err)
@@ -88,6 +106,7 @@ func alloc(name string, size int, flags int) (*Region, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("mmap %d bytes: %w", size, err)
 	}
+	inUse.Add(int64(size))
 	return &Region{Mem: mem, Fd: fd}, nil
 }
 
@@ -96,6 +115,7 @@ func (r *Region) Free() error {
 	if r.Mem == nil {
 		return nil
 	}
+	inUse.Add(-int64(len(r.Mem)))
 	err := unix.Munmap(r.Mem)
 	r.Mem = nil
 	if e := unix.Close(r.Fd); err == nil {
