@@ -557,15 +557,17 @@ func EncodeNSList(b []byte, ids []uint32) error {
 	if len(ids) > nsListEntries {
 		return fieldErr(what, "NSID", IdentifySize, "more than 1024 namespace IDs")
 	}
-	b = b[:IdentifySize]
-	clear(b)
 	var prev uint32
 	for i, id := range ids {
 		if id == 0 || id >= nsidBroadcastReserved || id <= prev {
 			return fieldErr(what, "NSID", 4*i, "zero, broadcast or not increasing")
 		}
-		binary.LittleEndian.PutUint32(b[4*i:], id)
 		prev = id
+	}
+	b = b[:IdentifySize]
+	clear(b)
+	for i, id := range ids {
+		binary.LittleEndian.PutUint32(b[4*i:], id)
 	}
 	return nil
 }
