@@ -71,7 +71,9 @@
 //
 //  1. Lock the OS thread, New(Options{Entries: n, OptionalFlags: ReactorFlags}).
 //  2. Per IO: sqe := r.GetSQE() (nil: queue full, report NoMem or Submit
-//     first); sqe.PrepReadv(...); sqe.UserData = token.
+//     first); sqe.PrepReadv(...); sqe.UserData = token. An SQE once taken
+//     is submitted by the next Submit whatever it holds: to abandon one,
+//     PrepNop it and set Flags = SQECQESkipSuccess so that no CQE appears.
 //  3. Each poll: r.Submit(), then r.ReapCQEs(buf) and complete each CQE by
 //     its UserData. Submit makes no system call when nothing is queued and
 //     the kernel flags no work; with SetupCoopTaskrun or SetupDeferTaskrun
@@ -82,7 +84,14 @@
 //     flushes them: slower, never lost unless CQDropped grows.
 //  5. Before sleeping: RegisterEventfd once at start, SetEventfdEnabled(true),
 //     check CQReady and TaskrunPending again, then sleep on the eventfd; on
-//     wake, SetEventfdEnabled(false) and poll.
+//     wake, SetEventfdEnabled(false) and poll. The eventfd fires for device
+//     completions in every task-run mode, including SetupDeferTaskrun, where
+//     the CQE itself appears only once Submit has entered the kernel
+//     (TestEventfd checks all three modes while the thread sleeps in poll).
+//
+// SetupDeferTaskrun (ReactorFlags) measured best for a polling reactor on
+// the reference machine (see BenchmarkRandRead4K): completions are batched
+// into the one io_uring_enter that Submit makes when TASKRUN is flagged.
 //
 // # Files
 //

@@ -89,6 +89,21 @@ func TestNop(t *testing.T) {
 	if n, err := r.Submit(); n != 0 || err != nil {
 		t.Fatalf("empty Submit: %d, %v", n, err)
 	}
+	// An abandoned SQE: a NOP that posts no CQE, followed by one that does.
+	if r.Features()&FeatCQESkip == 0 {
+		t.Skip("kernel without CQE skip")
+	}
+	s = getSQE(t, r)
+	s.PrepNop()
+	s.Flags = SQECQESkipSuccess
+	s.UserData = 1
+	s = getSQE(t, r)
+	s.PrepNop()
+	s.UserData = 2
+	one(t, r, 2)
+	if r.CQReady() != 0 {
+		t.Fatalf("skipped NOP posted a CQE (%d ready)", r.CQReady())
+	}
 }
 
 func TestReadvWritev(t *testing.T) {
