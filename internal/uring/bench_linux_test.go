@@ -35,11 +35,11 @@ const benchFileSize = 256 << 20
 //
 //	                       IOPS     p99      vs fio
 //	fio          QD1       9536     0.12-0.43 ms
-//	poll-defer   QD1      11922     0.14-0.49 ms   1.25
-//	wait-defer   QD1       7956     0.27-0.33 ms   0.83
+//	poll-defer   QD1      11922     0.12-0.49 ms   1.25
+//	wait-defer   QD1       7956     0.26-0.33 ms   0.83
 //	fio          QD32     55531     1.2-2.1 ms
 //	poll-defer   QD32     51103     1.4-2.3 ms     0.92
-//	wait-defer   QD32     43105     1.2-2.2 ms     0.78
+//	wait-defer   QD32     43105     1.2-3.0 ms     0.78
 //
 // 0 allocs/op everywhere. The wait modes pay Go's blocking-syscall path
 // (the runtime hands the P off during the sleep); a reactor polls, or
