@@ -29,7 +29,10 @@ const (
 // dropped rather than holding a handler forever.
 const writeTimeout = 30 * time.Second
 
-var errTooLarge = errors.New("request exceeds 256 KiB")
+var (
+	errTooLarge = errors.New("request exceeds 256 KiB")
+	errTooLate  = errors.New("connection closed after a parse error")
+)
 
 // frameReader feeds the JSON decoder and refuses to buffer more than
 // MaxRequestBytes of a value that has not been completed yet. The decoder
@@ -75,21 +78,25 @@ func (s *Server) ServeConn(nc net.Conn) {
 	c := &conn{s: s, nc: nc, w: nc}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	c.serve(nc)
+	c.wg.Wait()
 	c.cancel()
 	nc.Close()
 }
 
 // serveStream serves requests read from r with replies to w, without a
 // socket: the request decoder and dispatcher exactly as a connection runs
-// them. It returns when r is exhausted or framing fails, after detached
-// handlers finished.
+// them. When r is exhausted or framing fails it cancels the handlers still
+// running (detached ones) and returns once they have replied.
 func (s *Server) serveStream(ctx context.Context, r io.Reader, w io.Writer) {
 	c := &conn{s: s, w: w}
 	c.ctx, c.cancel = context.WithCancel(ctx)
-	defer c.cancel()
 	c.serve(r)
+	c.cancel()
+	c.wg.Wait()
 }
 
+// serve reads and handles requests until the stream ends or fails. The
+// caller waits for c.wg (detached handlers) before closing.
 func (c *conn) serve(r io.Reader) {
 	fr := &frameReader{r: r}
 	dec := json.NewDecoder(fr)
@@ -108,6 +115,11 @@ func (c *conn) serve(r io.Reader) {
 				// connection: there is no resync point in a stream.
 				c.s.rpcLog.Debug("JSON parse error, closing connection", "err", err)
 				c.write(errorReply(nil, &Error{Code: CodeParseError, Message: "Parse error"}))
+				// Nothing more goes out, not even replies of detached
+				// handlers still running.
+				c.wmu.Lock()
+				c.werr = errTooLate
+				c.wmu.Unlock()
 				c.cancel()
 			case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 				// Peer closed (or half-closed); answer what is in flight.
@@ -122,7 +134,6 @@ func (c *conn) serve(r io.Reader) {
 		c.s.rpcLog.Debug("request", "json", string(raw))
 		c.process(raw)
 	}
-	c.wg.Wait()
 }
 
 // write sends one reply followed by "\n". After a failed write the
@@ -157,8 +168,12 @@ func (c *conn) process(raw []byte) {
 	case '{':
 		c.request(raw, c.write)
 	case '[':
-		var elems []json.RawMessage
-		if err := json.Unmarshal(raw, &elems); err != nil || len(elems) == 0 {
+		var elems [][]byte
+		elements(raw, func(_ int, e []byte) error {
+			elems = append(elems, e)
+			return nil
+		})
+		if len(elems) == 0 {
 			c.write(errorReply(nil, &Error{Code: CodeInvalidRequest, Message: "Invalid request"}))
 			return
 		}
@@ -204,6 +219,10 @@ func (b *batch) add(reply []byte) {
 // (without newline; nil when none is due) to done, possibly later, from
 // another goroutine, when the method is Detached.
 func (c *conn) request(raw []byte, done func([]byte)) {
+	if jsonKind(raw) != "object" { // a batch element
+		done(errorReply(nil, errInvalidRequest))
+		return
+	}
 	env, rerr := parseEnvelope(raw)
 	if rerr != nil {
 		done(errorReply(env.id, rerr))
@@ -315,18 +334,10 @@ var errInvalidRequest = &Error{Code: CodeInvalidRequest, Message: "Invalid reque
 // failure is the params (SPDK records it just before that check).
 func parseEnvelope(raw []byte) (envelope, *Error) {
 	var env envelope
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return env, errInvalidRequest
-	}
 	var version, method, id, params json.RawMessage
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return env, errInvalidRequest
-		}
+	err := members(raw, func(key string, val []byte) error {
 		var slot *json.RawMessage
-		switch t {
+		switch key {
 		case "jsonrpc":
 			slot = &version
 		case "method":
@@ -336,14 +347,16 @@ func parseEnvelope(raw []byte) (envelope, *Error) {
 		case "params":
 			slot = &params
 		default:
-			return env, errInvalidRequest
+			return errInvalidRequest
 		}
 		if *slot != nil {
-			return env, errInvalidRequest // duplicate key
+			return errInvalidRequest // duplicate key
 		}
-		if err := dec.Decode(slot); err != nil {
-			return env, errInvalidRequest
-		}
+		*slot = val
+		return nil
+	})
+	if err != nil {
+		return env, errInvalidRequest
 	}
 	if version != nil {
 		var v string

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"reflect"
 	"strings"
 	"sync"
@@ -70,6 +69,9 @@ func decode(params json.RawMessage, v any, relaxed bool) error {
 	raw := bytes.TrimSpace(params)
 	if len(raw) == 0 || string(raw) == "null" {
 		raw = []byte("{}")
+	}
+	if !json.Valid(raw) {
+		return &DecodeError{Msg: "invalid JSON"}
 	}
 	tmp := reflect.New(rv.Elem().Type()).Elem()
 	tmp.Set(rv.Elem())
@@ -189,24 +191,11 @@ func (d *decoder) object(raw []byte, sv reflect.Value, path string) error {
 	}
 	si := infoFor(sv.Type())
 	seen := make([]bool, len(si.fields))
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if _, err := dec.Token(); err != nil { // '{'
-		return &DecodeError{Field: path, Msg: err.Error()}
-	}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return &DecodeError{Field: path, Msg: err.Error()}
-		}
-		key, _ := tok.(string)
-		var val json.RawMessage
-		if err := dec.Decode(&val); err != nil {
-			return &DecodeError{Field: join(path, key), Msg: err.Error()}
-		}
+	err := members(raw, func(key string, val []byte) error {
 		i, ok := si.byName[key]
 		if !ok {
 			if d.relaxed {
-				continue
+				return nil
 			}
 			return &DecodeError{Field: join(path, key), Msg: "unknown key"}
 		}
@@ -214,16 +203,10 @@ func (d *decoder) object(raw []byte, sv reflect.Value, path string) error {
 			return &DecodeError{Field: join(path, key), Msg: "duplicate key"}
 		}
 		seen[i] = true
-		f := si.fields[i]
-		if err := d.value(val, sv.FieldByIndex(f.index), join(path, key)); err != nil {
-			return err
-		}
-	}
-	if _, err := dec.Token(); err != nil { // '}'
-		return &DecodeError{Field: path, Msg: err.Error()}
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return &DecodeError{Field: path, Msg: "trailing data after object"}
+		return d.value(val, sv.FieldByIndex(si.fields[i].index), join(path, key))
+	})
+	if err != nil {
+		return err
 	}
 	for i, f := range si.fields {
 		if f.required && !seen[i] {
@@ -309,21 +292,17 @@ func (d *decoder) slice(raw []byte, fv reflect.Value, path string) error {
 	if d.depth > maxDepth {
 		return &DecodeError{Field: path, Msg: "nested too deeply"}
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if _, err := dec.Token(); err != nil {
-		return &DecodeError{Field: path, Msg: err.Error()}
-	}
 	out := reflect.MakeSlice(fv.Type(), 0, 0)
-	for i := 0; dec.More(); i++ {
-		var val json.RawMessage
-		if err := dec.Decode(&val); err != nil {
-			return &DecodeError{Field: fmt.Sprintf("%s[%d]", path, i), Msg: err.Error()}
-		}
+	err := elements(raw, func(i int, val []byte) error {
 		ev := reflect.New(fv.Type().Elem()).Elem()
 		if err := d.value(val, ev, fmt.Sprintf("%s[%d]", path, i)); err != nil {
 			return err
 		}
 		out = reflect.Append(out, ev)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	fv.Set(out)
 	return nil

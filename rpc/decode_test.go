@@ -86,7 +86,9 @@ func TestDecode(t *testing.T) {
 		{in: `["x"]`, err: `want object, got array`},
 		{in: `"x"`, err: `want object, got string`},
 		{in: `{"name":"x"`, err: `params`},
-		{in: `{"name":"x"} {}`, err: `trailing data`},
+		{in: `{"name":"x"} {}`, err: `invalid JSON`},
+		{in: `{"name":"x\u00e9\"","raw":"\\"}`, check: func(p *testParams) bool { return p.Name == "x\u00e9\"" && string(p.Raw) == `"\\"` }},
+		{in: `{"n\u0061me":"esc"}`, check: func(p *testParams) bool { return p.Name == "esc" }},
 
 		// Relaxed: unknown keys pass, everything else is still checked.
 		{in: `{"name":"x","bogus":{"deep":[1]}}`, relaxed: true, check: func(p *testParams) bool { return p.Name == "x" }},

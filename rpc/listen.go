@@ -92,6 +92,7 @@ func (s *Server) Serve() error {
 		go func() {
 			defer s.wg.Done()
 			c.serve(nc)
+			c.wg.Wait()
 			c.cancel()
 			nc.Close()
 			s.lmu.Lock()

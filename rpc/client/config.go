@@ -130,43 +130,44 @@ func (c *call) allowed(methods []string) bool {
 // returned. An entry's empty params object is sent as no params, as
 // rpc.py does.
 func LoadConfig(ctx context.Context, c Caller, doc []byte, includeAliases bool) error {
-	var top struct {
-		Subsystems *[]struct {
-			Subsystem string           `json:"subsystem"`
-			Config    *json.RawMessage `json:"config"`
-		} `json:"subsystems"`
-	}
+	var top map[string]json.RawMessage
 	if err := json.Unmarshal(doc, &top); err != nil {
 		return fmt.Errorf("load_config: %w", err)
 	}
-	if top.Subsystems == nil {
+	var list []map[string]json.RawMessage
+	if rawList, ok := top["subsystems"]; !ok {
 		return errors.New(`load_config: the config has no "subsystems" key`)
+	} else if err := json.Unmarshal(rawList, &list); err != nil {
+		return fmt.Errorf("load_config: subsystems: %w", err)
 	}
 	type sub struct {
 		name    string
 		entries []*entry
 	}
 	var subs []*sub
-	for _, s := range *top.Subsystems {
-		if s.Config == nil {
-			return fmt.Errorf(`load_config: subsystem %q has no "config" key`, s.Subsystem)
+	for _, s := range list {
+		var name string
+		json.Unmarshal(s["subsystem"], &name)
+		cfgRaw, ok := s["config"]
+		if !ok {
+			return fmt.Errorf(`load_config: subsystem %q has no "config" key`, name)
 		}
-		raw := bytes.TrimSpace(*s.Config)
+		raw := bytes.TrimSpace(cfgRaw)
 		if string(raw) == "null" || string(raw) == "[]" {
 			continue
 		}
 		var elems []json.RawMessage
 		if err := json.Unmarshal(raw, &elems); err != nil {
-			return fmt.Errorf("load_config: subsystem %q: config is not an array: %w", s.Subsystem, err)
+			return fmt.Errorf("load_config: subsystem %q: config is not an array: %w", name, err)
 		}
 		if len(elems) == 0 {
 			continue
 		}
-		ss := &sub{name: s.Subsystem}
+		ss := &sub{name: name}
 		for i, e := range elems {
 			en, err := parseEntry(e)
 			if err != nil {
-				return fmt.Errorf("load_config: subsystem %q entry %d: %w", s.Subsystem, i, err)
+				return fmt.Errorf("load_config: subsystem %q entry %d: %w", name, i, err)
 			}
 			ss.entries = append(ss.entries, en)
 		}
@@ -326,4 +327,74 @@ func doCall(ctx context.Context, c Caller, cl *call) error {
 		params = cl.Params
 	}
 	return c.Call(ctx, *cl.Method, params, nil)
+}
+
+// ErrSubsystemSkipped is LoadSubsystemConfig's ErrSkipped; rpc.py prints
+// this text and exits 0.
+var ErrSubsystemSkipped = errors.New("Some configs were skipped because they cannot be called in the current RPC state.")
+
+// LoadSubsystemConfig applies one subsystem's config ({"subsystem": ...,
+// "config": [...]}) like rpc.py's load_subsystem_config: rpc_get_methods
+// (no params) to check that every method exists, then one pass of
+// rpc_get_methods {current: true} and the callable entries in order. It
+// never calls framework_start_init. Entries left over give
+// ErrSubsystemSkipped.
+func LoadSubsystemConfig(ctx context.Context, c Caller, doc []byte) error {
+	var sub map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &sub); err != nil {
+		return fmt.Errorf("load_subsystem_config: %w", err)
+	}
+	raw, ok := sub["config"]
+	if !ok {
+		return errors.New(`load_subsystem_config: no "config" key`)
+	}
+	var elems []json.RawMessage
+	if t := bytes.TrimSpace(raw); string(t) == "null" {
+		return nil
+	} else if err := json.Unmarshal(t, &elems); err != nil {
+		return fmt.Errorf("load_subsystem_config: config is not an array: %w", err)
+	}
+	if len(elems) == 0 {
+		return nil
+	}
+	var entries []*entry
+	for i, e := range elems {
+		en, err := parseEntry(e)
+		if err != nil {
+			return fmt.Errorf("load_subsystem_config: entry %d: %w", i, err)
+		}
+		entries = append(entries, en)
+	}
+	var all []string
+	if err := c.Call(ctx, "rpc_get_methods", nil, &all); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.call != nil && !e.call.allowed(all) {
+			return errUnknownMethod
+		}
+		for _, bc := range e.batch {
+			if !bc.allowed(all) {
+				return errUnknownMethod
+			}
+		}
+	}
+	var now []string
+	if err := c.Call(ctx, "rpc_get_methods", map[string]bool{"current": true}, &now); err != nil {
+		return err
+	}
+	left := 0
+	for _, e := range entries {
+		_, drop, err := apply(ctx, c, e, now)
+		if err != nil {
+			return err
+		}
+		if !drop {
+			left++
+		}
+	}
+	if left > 0 {
+		return ErrSubsystemSkipped
+	}
+	return nil
 }
