@@ -133,7 +133,7 @@ func TestSliceAndUserAddrs(t *testing.T) {
 	if f.mem.Contains(outside) {
 		t.Fatal("heap slice reported inside guest memory")
 	}
-	if f.mem.Contains(f.host[0][regSize-4 : regSize-4]) != true {
+	if f.mem.Contains(f.host[0][regSize-4:regSize-4]) != true {
 		t.Fatal("empty slice with capacity inside")
 	}
 	// A slice whose capacity runs past its region is not contained.
