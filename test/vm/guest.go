@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"regexp"
@@ -91,6 +92,8 @@ type Config struct {
 	// example static Go binaries from BuildGo). Dynamic ELF files bring
 	// their shared libraries.
 	Files map[string]string
+	// Data maps guest paths to contents (mode 0755) added for this boot only.
+	Data map[string][]byte
 	// Timeout bounds the whole run from QEMU's start (0 means 3 minutes);
 	// then QEMU is killed and Wait returns an error wrapping ErrTimeout.
 	Timeout time.Duration
@@ -177,6 +180,7 @@ type linePrefixer struct {
 	mu     sync.Mutex
 	w      io.Writer
 	prefix string
+	start  time.Time
 	midLn  bool
 }
 
@@ -186,7 +190,7 @@ func (l *linePrefixer) Write(p []byte) (int, error) {
 	var b bytes.Buffer
 	for _, ch := range p {
 		if !l.midLn {
-			b.WriteString(l.prefix)
+			fmt.Fprintf(&b, "[%s %6.2fs] ", l.prefix, time.Since(l.start).Seconds())
 			l.midLn = true
 		}
 		b.WriteByte(ch)
@@ -293,6 +297,12 @@ func (img *Image) writeInitrd(ctx context.Context, cfg Config, out string) error
 	s := &initrdSpec{}
 	s.add(&member{dst: "/guest.sh", data: []byte(cfg.Script), perm: 0o755})
 	s.add(&member{dst: "/guest.env", data: env, perm: 0o644})
+	for _, dst := range sortedKeys(cfg.Data) {
+		if !strings.HasPrefix(dst, "/") {
+			return fmt.Errorf("vm: Data: guest path %q must be absolute", dst)
+		}
+		s.add(&member{dst: dst, data: cfg.Data[dst], perm: 0o755})
+	}
 	for _, dst := range sortedKeys(cfg.Files) {
 		if !strings.HasPrefix(dst, "/") {
 			return fmt.Errorf("vm: Files: guest path %q must be absolute", dst)
@@ -356,7 +366,7 @@ func (img *Image) Start(cfg Config) (g *Guest, err error) {
 	}
 	tee := cfg.Console
 	if os.Getenv("HYPERPATH_VM_CONSOLE") == "1" {
-		lp := &linePrefixer{w: os.Stderr, prefix: "[" + g.Name + "] "}
+		lp := &linePrefixer{w: os.Stderr, prefix: g.Name, start: time.Now()}
 		if tee == nil {
 			tee = lp
 		} else {
@@ -391,6 +401,19 @@ func (img *Image) Start(cfg Config) (g *Guest, err error) {
 		close(g.done)
 	}()
 	return g, nil
+}
+
+// SocketDir returns a new short directory for Unix sockets (their paths
+// must stay under 108 bytes, which t.TempDir's often are not), removed when
+// the test ends.
+func SocketDir(t testing.TB) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "hpvm-sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
 }
 
 // ErrNoHugepages wraps failures to set up hugetlbfs guest memory.
@@ -554,4 +577,13 @@ func Boot(t testing.TB, cfg Config) *Guest {
 func Run(t testing.TB, cfg Config) (exitCode int, output string) {
 	t.Helper()
 	return Require(t).Run(t, cfg)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -27,4 +27,3 @@ func lockFile(name string) (func(), error) {
 		f.Close()
 	}, nil
 }
-
