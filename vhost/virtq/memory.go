@@ -220,6 +220,15 @@ func (m *GuestMemory) UserToGuest(uaddr uint64) (uint64, error) {
 	return 0, ErrAddr
 }
 
+// GuestToUser translates a guest address to the front-end's user address.
+func (m *GuestMemory) GuestToUser(gpa uint64) (uint64, error) {
+	i := m.find(gpa)
+	if i < 0 {
+		return 0, ErrAddr
+	}
+	return m.regions[i].UserAddr + (gpa - m.regions[i].GuestAddr), nil
+}
+
 // Translate appends to iov the host memory of guest range [gpa, gpa+n),
 // split at region boundaries, and returns the extended slice. It never
 // grows iov beyond cap(iov): if the range needs more segments it returns

@@ -133,13 +133,32 @@ func TestSliceAndUserAddrs(t *testing.T) {
 	if f.mem.Contains(outside) {
 		t.Fatal("heap slice reported inside guest memory")
 	}
-	if f.mem.Contains(f.host[0][regSize-4:regSize-4]) != true {
+	if !f.mem.Contains(f.host[0][regSize-4 : regSize-4]) {
 		t.Fatal("empty slice with capacity inside")
 	}
-	// A slice whose capacity runs past its region is not contained.
-	long := f.host[0][:8]
-	if !f.mem.Contains(long) {
-		t.Fatal("prefix of region")
+	// Length or capacity running past the region is not contained.
+	backing := make([]byte, 64)
+	m, _ := NewGuestMemory(NewRegion(0x1000, 0x9000, backing[:32]))
+	if m.Contains(backing[28:36]) || m.Contains(backing[28:30]) || !m.Contains(backing[28:30:32]) {
+		t.Fatal("Contains must check length and capacity against the region")
+	}
+	if g, err := m.GuestAddrOf(backing[28:30]); err != nil || g != 0x101c {
+		t.Fatal(g, err)
+	}
+	if _, err := m.GuestAddrOf(backing[28:36]); !errors.Is(err, ErrAddr) {
+		t.Fatal("GuestAddrOf across the region end")
+	}
+	if _, err := m.GuestAddrOf(backing[40:41]); !errors.Is(err, ErrAddr) {
+		t.Fatal("GuestAddrOf outside")
+	}
+	if u, err := m.GuestToUser(0x1004); err != nil || u != 0x9004 {
+		t.Fatal(u, err)
+	}
+	if _, err := m.GuestToUser(0x1020); !errors.Is(err, ErrAddr) {
+		t.Fatal("GuestToUser past the end")
+	}
+	if HostAddr(backing[3:]) != HostAddr(backing)+3 {
+		t.Fatal("HostAddr")
 	}
 }
 

@@ -23,3 +23,26 @@ func (m *GuestMemory) Contains(b []byte) bool {
 	}
 	return false
 }
+
+// HostAddr returns the virtual address of b's first byte in this process:
+// what a front-end sends as userspace_addr (SET_MEM_TABLE) and as ring
+// addresses (SET_VRING_ADDR) for memory it shares.
+func HostAddr(b []byte) uint64 { return uint64(hostAddr(b)) }
+
+// GuestAddrOf returns the guest address of b's first byte if b lies wholly
+// (by length) inside one region: a front-end uses it to put a buffer that
+// already lives in shared memory into a descriptor without copying.
+// It does not allocate.
+func (m *GuestMemory) GuestAddrOf(b []byte) (uint64, error) {
+	if len(b) == 0 {
+		return 0, ErrAddr
+	}
+	p := hostAddr(b)
+	for _, r := range m.Regions() {
+		base := hostAddr(r.Host)
+		if p >= base && p-base < uintptr(len(r.Host)) && uintptr(len(b)) <= uintptr(len(r.Host))-(p-base) {
+			return r.GuestAddr + uint64(p-base), nil
+		}
+	}
+	return 0, ErrAddr
+}
