@@ -147,8 +147,11 @@ func (h *PDUHeader) PadLen() int {
 	return h.DataOffset - h.HeaderLen
 }
 
-// Last reports LAST_PDU of an H2CData or C2HData PDU.
-func (h *PDUHeader) Last() bool { return h.Flags&FlagLastPDU != 0 }
+// Last reports LAST_PDU of an H2CData or C2HData PDU (false for other
+// types, where the bit is reserved).
+func (h *PDUHeader) Last() bool {
+	return (h.Type == PDUH2CData || h.Type == PDUC2HData) && h.Flags&FlagLastPDU != 0
+}
 
 // Success reports SUCCESS of a C2HData PDU.
 func (h *PDUHeader) Success() bool { return h.Type == PDUC2HData && h.Flags&FlagSuccess != 0 }
