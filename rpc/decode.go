@@ -29,7 +29,9 @@ func (e *DecodeError) Error() string {
 // Decode decodes params, a JSON object, into v, which must be a non-nil
 // pointer to a struct, as strictly as SPDK's spdk_json_decode_object:
 //
-//   - params must be an object; nil (params absent or null) counts as {};
+//   - params must be an object; nil (params absent or null) counts as {}
+//     (where SPDK fails on absent params even though every key is
+//     optional, the handler checks params == nil itself);
 //   - keys match the struct's `json:"name"` tags (or field names) exactly,
 //     case-sensitively; an unknown key is an error;
 //   - a key given twice is an error;

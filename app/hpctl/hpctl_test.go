@@ -265,51 +265,57 @@ func TestPyDumps(t *testing.T) {
 		`"plain"`, `[]`, `{}`, `null`, `[[[]],[{}]]`,
 	}
 	indents := []int{2, -1, 0, 4}
+	var cases [][2]any
 	for _, d := range docs {
 		for _, ind := range indents {
-			got, err := pyDumps([]byte(d), ind)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := python(t, d, ind)
-			if string(got) != want {
-				t.Errorf("indent %d %s:\n got  %s\n want %s", ind, d, got, want)
-			}
+			cases = append(cases, [2]any{d, ind})
 		}
 	}
-	for _, s := range []string{"", "abc", "a b", "it's", "Malloc0", "x@y%z+=:,./-_", "é", "$HOME"} {
-		if got, want := shQuote(s), pythonQuote(t, s); got != want {
-			t.Errorf("shQuote(%q) = %q, Python %q", s, got, want)
+	quotes := []string{"", "abc", "a b", "it's", "Malloc0", "x@y%z+=:,./-_", "é", "$HOME"}
+	// One Python process computes every reference output.
+	var ref struct {
+		Dumps  []string `json:"dumps"`
+		Quotes []string `json:"quotes"`
+	}
+	python(t, `
+import json, shlex, sys
+req = json.loads(sys.stdin.read())
+dumps = [json.dumps(json.loads(d), indent=(None if i < 0 else i)) for d, i in req["cases"]]
+print(json.dumps({"dumps": dumps, "quotes": [shlex.quote(q) for q in req["quotes"]]}))
+`, map[string]any{"cases": cases, "quotes": quotes}, &ref)
+	for i, c := range cases {
+		got, err := pyDumps([]byte(c[0].(string)), c[1].(int))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != ref.Dumps[i] {
+			t.Errorf("indent %d %s:\n got  %s\n want %s", c[1], c[0], got, ref.Dumps[i])
+		}
+	}
+	for i, q := range quotes {
+		if got := shQuote(q); got != ref.Quotes[i] {
+			t.Errorf("shQuote(%q) = %q, Python %q", q, got, ref.Quotes[i])
 		}
 	}
 }
 
-func python(t *testing.T, doc string, indent int) string {
+// python runs script with in (as JSON) on stdin and decodes its stdout
+// into out.
+func python(t *testing.T, script string, in, out any) {
 	t.Helper()
 	if _, err := exec.LookPath("python3"); err != nil {
 		t.Skip("python3 not found: it is the reference for the output format")
 	}
-	ind := "None"
-	if indent >= 0 {
-		ind = strings.Repeat("1", 0) + string(rune('0'+indent))
-	}
-	out, err := exec.Command("python3", "-c", "import json,sys; sys.stdout.write(json.dumps(json.loads(sys.argv[1]), indent="+ind+"))", doc).Output()
+	b, _ := json.Marshal(in)
+	cmd := exec.Command("python3", "-c", script)
+	cmd.Stdin = bytes.NewReader(b)
+	res, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("python: %v", err)
 	}
-	return string(out)
-}
-
-func pythonQuote(t *testing.T, s string) string {
-	t.Helper()
-	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("python3 not found")
-	}
-	out, err := exec.Command("python3", "-c", "import shlex,sys; sys.stdout.write(shlex.quote(sys.argv[1]))", s).Output()
-	if err != nil {
+	if err := json.Unmarshal(res, out); err != nil {
 		t.Fatal(err)
 	}
-	return string(out)
 }
 
 func TestPrintArray(t *testing.T) {
