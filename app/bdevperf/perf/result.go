@@ -193,7 +193,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 		if jr.Workload == Verify.String() || r.cfg.EveryCore {
 			fmt.Fprintf(&b, "\t LBA range: start 0x%x length 0x%x\n", jr.OffsetBlocks, jr.NumBlocks)
 		}
-		writeRow(&b, "\t "+jr.Bdev, jr)
+		writeRow(&b, "   "+jr.Bdev, jr)
 		for _, m := range jr.MiscompareDetails {
 			fmt.Fprintf(&b, "\t MISCOMPARE at LBA %d (IO at %d), byte %d: expected % x, got % x\n",
 				m.LBA, m.OffsetBlocks, m.ByteOffset, m.Expected, m.Got)
