@@ -50,6 +50,17 @@ func (r *Region) Size() uint64 { return uint64(len(r.Host)) }
 // guestEnd returns the exclusive end of the guest range.
 func (r *Region) guestEnd() uint64 { return r.GuestAddr + uint64(len(r.Host)) }
 
+// Mapping is a shared mmap of a file descriptor made by this package. The
+// bytes a caller asked for are Bytes(); the mapping itself may start
+// earlier and end later to satisfy the page alignment of the file.
+type Mapping struct {
+	whole []byte // what mmap returned
+	data  []byte // the requested range within whole
+}
+
+// Bytes returns the mapped range that was asked for.
+func (mp *Mapping) Bytes() []byte { return mp.data }
+
 // GuestMemory is an immutable table of regions, sorted by guest address,
 // whose guest ranges and user ranges do not overlap.
 //

@@ -8,17 +8,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Mapping is a shared mmap of a file descriptor made by this package. The
-// bytes a caller asked for are Bytes(); the mapping itself may start
-// earlier and end later to satisfy the page alignment of the file.
-type Mapping struct {
-	whole []byte // what mmap returned
-	data  []byte // the requested range within whole
-}
-
-// Bytes returns the mapped range that was asked for.
-func (mp *Mapping) Bytes() []byte { return mp.data }
-
 // Unmap releases the mapping. Every slice into it becomes invalid: touching
 // one afterwards faults. Unmapping twice is a no-op.
 func (mp *Mapping) Unmap() error {

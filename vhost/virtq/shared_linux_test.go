@@ -242,3 +242,34 @@ func TestSharedMemfdConcurrent(t *testing.T) {
 		devMem.Unmap()
 	}
 }
+
+func TestNewInflightFD(t *testing.T) {
+	fd, mp, err := NewInflightFD(2, 128)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFD(fd)
+	defer mp.Unmap()
+	if uint64(len(mp.Bytes())) != InflightSize(2, 128) {
+		t.Fatal(len(mp.Bytes()))
+	}
+	for _, b := range mp.Bytes() {
+		if b != 0 {
+			t.Fatal("not zeroed")
+		}
+	}
+	// The front-end hands the fd back after a restart: map it again and
+	// see the same bytes.
+	mp.Bytes()[100] = 42
+	mp2, err := MapFD(fd, 0, InflightSize(2, 128))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mp2.Unmap()
+	if mp2.Bytes()[100] != 42 {
+		t.Fatal("second mapping does not share memory")
+	}
+	if _, err := MapFD(fd, 0, InflightSize(2, 128)+1); !errors.Is(err, ErrRegion) {
+		t.Fatalf("mapping past the end of the file: %v", err)
+	}
+}
