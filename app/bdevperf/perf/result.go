@@ -21,10 +21,13 @@ type JobResult struct {
 	Workload string `json:"workload"`
 	// Status is "finished", "terminated" (interrupted) or "failed" (IO
 	// errors or miscompares).
-	Status      string `json:"status"`
-	ReadPercent int    `json:"percentage,omitempty"`
-	QueueDepth  int    `json:"queue_depth"`
-	IOSizeBytes int    `json:"io_size"`
+	Status string `json:"status"`
+	// ReadPercent is the share of reads of RW and RandRW; Percentage is
+	// the same, set for those workloads only (JSON "percentage").
+	ReadPercent int  `json:"-"`
+	Percentage  *int `json:"percentage,omitempty"`
+	QueueDepth  int  `json:"queue_depth"`
+	IOSizeBytes int  `json:"io_size"`
 	// OffsetBlocks and NumBlocks are the part of the bdev the job covers.
 	OffsetBlocks uint64 `json:"offset_blocks"`
 	NumBlocks    uint64 `json:"num_blocks"`
@@ -88,6 +91,7 @@ func (r *Result) collect(jobs []*job) {
 		QueueDepth: cfg.QueueDepth, IOSizeBytes: cfg.IOSizeBytes, Hist: newHist(), Status: "finished"}
 	if cfg.Workload.Mixed() {
 		total.ReadPercent = cfg.ReadPercent
+		total.Percentage = &cfg.ReadPercent
 	}
 	var latSum uint64
 	minNs := ^uint64(0)
@@ -101,6 +105,7 @@ func (r *Result) collect(jobs []*job) {
 		}
 		if cfg.Workload.Mixed() {
 			jr.ReadPercent = cfg.ReadPercent
+			jr.Percentage = &cfg.ReadPercent
 		}
 		jr.CoreMask = "reactor " + fmt.Sprint(jr.Reactor)
 		if jr.Core >= 0 {
@@ -176,6 +181,9 @@ const tableRow = " %-27s: %10.2f %12.2f %10.2f %10.2f %10.2f %10.2f %10.2f %10.2
 // timeouts). Latencies are in microseconds.
 func (r *Result) WriteTable(w io.Writer) error {
 	var b strings.Builder
+	if r.cfg.Workload == Verify {
+		fmt.Fprintf(&b, "\nVerify pattern seed: %d\n", r.Seed)
+	}
 	fmt.Fprintf(&b, "\n%*s\n", 112, "Latency(us)")
 	fmt.Fprintf(&b, " %-27s: %10s %12s %10s %10s %10s %10s %10s %10s %10s %10s\n", "Device Information",
 		"runtime(s)", "IOPS", "MiB/s", "Fail/s", "Average", "min", "max", "p50", "p99", "p99.9")

@@ -137,7 +137,8 @@ wait:
 	return res, nil
 }
 
-// plan opens the bdevs and builds the jobs.
+// plan opens the bdevs and builds the jobs. On error it still returns what
+// it built, for Run to release.
 func plan(cfg *Config, reg *bdev.Registry, g *reactor.Group) ([]*target, []*job, error) {
 	reactors := g.Reactors()
 	if len(reactors) == 0 {
@@ -167,16 +168,16 @@ func plan(cfg *Config, reg *bdev.Registry, g *reactor.Group) ([]*target, []*job,
 		seen[name] = true
 		b, err := reg.Get(name)
 		if err != nil {
-			return targets, nil, err
+			return targets, jobs, err
 		}
 		info := b.Info()
 		if err := checkBdev(cfg, b, len(reactors)); err != nil {
-			return targets, nil, err
+			return targets, jobs, err
 		}
 		t := &target{name: info.Name}
 		desc, err := reg.Open(name, cfg.Workload.writes(), t.onEvent)
 		if err != nil {
-			return targets, nil, err
+			return targets, jobs, err
 		}
 		t.desc = desc
 		targets = append(targets, t)
@@ -266,6 +267,37 @@ func stopAll(jobs []*job) {
 	}
 }
 
+// snapshotJob reads j's counters on its reactor. It gives up after
+// timeout (a reactor stuck in a module must not hang the progress line);
+// the message may then still run later, into a request nobody reads.
+func snapshotJob(j *job, timeout time.Duration) (snapshot, bool) {
+	if isClosed(j.done) {
+		return j.snapshot(), true // finished: no longer written
+	}
+	req := &snapshotReq{j: j, done: make(chan struct{})}
+	if reactor.Send(j.r, msgSnapshot, req) != nil {
+		return snapshot{}, false
+	}
+	select {
+	case <-req.done:
+		return req.s, true
+	case <-time.After(timeout):
+		return snapshot{}, false
+	}
+}
+
+type snapshotReq struct {
+	j    *job
+	s    snapshot
+	done chan struct{}
+}
+
+func msgSnapshot(arg any) {
+	req := arg.(*snapshotReq)
+	req.s = req.j.snapshot()
+	close(req.done)
+}
+
 func isClosed(c chan struct{}) bool {
 	select {
 	case <-c:
@@ -280,10 +312,8 @@ func isClosed(c chan struct{}) bool {
 func writeProgress(w io.Writer, jobs []*job, prev []snapshot, interval, elapsed time.Duration) {
 	var d snapshot
 	for i, j := range jobs {
-		var s snapshot
-		if isClosed(j.done) {
-			s = j.snapshot() // finished: no longer written
-		} else if err := reactor.Call(j.r, func() { s = j.snapshot() }); err != nil {
+		s, ok := snapshotJob(j, interval)
+		if !ok {
 			s = prev[i]
 		}
 		d.ios += s.ios - prev[i].ios
