@@ -79,10 +79,10 @@ const (
 	CMICSRIOV           uint8 = 1 << 2
 	CMICANA             uint8 = 1 << 3
 
-	OAESNamespaceAttr     uint32 = 1 << 8
-	OAESFirmwareActivate  uint32 = 1 << 9
-	OAESANAChange         uint32 = 1 << 11
-	OAESDiscoveryLogChang uint32 = 1 << 31
+	OAESNamespaceAttr      uint32 = 1 << 8
+	OAESFirmwareActivate   uint32 = 1 << 9
+	OAESANAChange          uint32 = 1 << 11
+	OAESDiscoveryLogChange uint32 = 1 << 31
 
 	CTRATTHostID128 uint32 = 1 << 0 // 128-bit host identifier
 	CTRATTTBKAS     uint32 = 1 << 6 // traffic based keep alive
