@@ -26,7 +26,7 @@ var DefaultFioJobs = []FioJob{{"4k", 1}, {"4k", 16}, {"64k", 4}}
 // the device and its hardware queue count (/sys/block/X/mq); per FioJob,
 // fio randwrite with crc32c verify (libaio, O_DIRECT) on its own region;
 // blkdiscard; write-zeroes read back as zeroes; mkfs.ext4 on the whole
-// device (no partition), 41 files of random data, sync, drop_caches,
+// device (no partition), 9 files of random data, sync, drop_caches,
 // sha256 re-read, remount read-only, re-read again.
 type DiskCheck struct {
 	Device  string   // guest block device (default /dev/vda)

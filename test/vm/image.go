@@ -55,9 +55,9 @@ var Packages = []string{
 // ScriptModules are in the image for scripts to modprobe. Dependencies come
 // along from the kernel's modules.dep. A name the kernel has built in is fine.
 var (
-	BootModules   = []string{"virtio_pci", "virtio_blk", "virtio_net", "9pnet_virtio", "9p", "crc32c_generic"}
+	BootModules   = []string{"virtio_pci", "virtio_blk", "virtio_net", "9pnet_virtio", "9p", "configfs", "crc32c_generic"}
 	ScriptModules = []string{
-		"ext4", "crc32_generic", "null_blk", "configfs",
+		"ext4", "crc32_generic", "null_blk",
 		"nvme_tcp", "nvme_rdma", "nvmet", "nvmet_tcp", "nvmet_rdma",
 		"rdma_rxe", "rdma_ucm", "ib_uverbs",
 	}
