@@ -96,6 +96,11 @@ func (p *Parser) Negotiated(digests Digest, pda uint8) error {
 	return nil
 }
 
+// SetMaxInCapsuleData changes the in-capsule data limit of a controller's
+// parser, for example to IOCCSZ*16-64 once Connect has shown the connection
+// is an I/O queue.
+func (p *Parser) SetMaxInCapsuleData(n uint32) { p.opts.MaxInCapsuleData = n }
+
 // IsNegotiated reports whether Negotiated has been called.
 func (p *Parser) IsNegotiated() bool { return p.negotiated }
 

@@ -409,6 +409,16 @@ func TestNewParserOptions(t *testing.T) {
 		t.Fatal("Negotiated must validate")
 	}
 	mustNoErr(t, p.Negotiated(DigestData, 31))
+	c := negotiated(t, RoleController, 0, 0)
+	var h PDUHeader
+	big := pdu(PDUCapsuleCmd, 0, 72, 72, 72+4096)
+	if _, err := c.Parse(big, &h); err != nil {
+		t.Fatal(err)
+	}
+	c.SetMaxInCapsuleData(1024)
+	if _, err := c.Parse(big, &h); !errors.Is(err, ErrPDU) {
+		t.Fatalf("limit not applied: %v", err)
+	}
 	if !p.IsNegotiated() || PDAAlign(31) != 128 || PDAAlign(0) != 4 {
 		t.Fatal("negotiated state")
 	}
