@@ -45,6 +45,19 @@ func TestPatternRoundTrip(t *testing.T) {
 	}
 }
 
+func TestTicksToNs(t *testing.T) {
+	for _, rate := range []float64{1e9, 2.1e9, 3.0e9, 3.7e9} {
+		f := uint64(1e9 * (1 << 32) / rate)
+		for _, ticks := range []uint64{0, 1, 1000, 123456789, 3e9 * 3600, 1 << 62} {
+			want := float64(ticks) * 1e9 / rate
+			got := float64(ticksToNs(ticks, f))
+			if d := got - want; d > want*1e-9+1 || d < -(want*1e-9+1) {
+				t.Errorf("rate %g: %d ticks -> %v ns, want %v", rate, ticks, got, want)
+			}
+		}
+	}
+}
+
 func TestXorshiftBelow(t *testing.T) {
 	x := newXorshift(1)
 	var hits [10]int
