@@ -85,6 +85,7 @@ type Daemon struct {
 	rpc    *rpc.Server
 	serve  chan error
 	killed chan syscall.Signal
+	sigs   chan os.Signal
 
 	stopOnce sync.Once
 	stopErr  error
@@ -163,6 +164,11 @@ func (d *Daemon) Options() Options { return d.opts }
 // Start brings the daemon up: reactors, modules, the RPC socket, then the
 // config (startup-state methods, framework init, runtime methods).
 func (d *Daemon) Start(ctx context.Context) error {
+	// Catch SIGINT/SIGTERM before anything is visible (the RPC socket), so
+	// a supervisor that signals as soon as the socket appears gets a clean
+	// shutdown.
+	d.sigs = make(chan os.Signal, 1)
+	signal.Notify(d.sigs, syscall.SIGINT, syscall.SIGTERM)
 	cores, _ := reactor.ParseCoreMask(d.opts.CoreMask)
 	mode := reactor.ModeAdaptive
 	if d.opts.Poll {
@@ -197,6 +203,12 @@ func (d *Daemon) Start(ctx context.Context) error {
 		return nil
 	})
 
+	if d.opts.PidFile != "" {
+		if err := os.WriteFile(d.opts.PidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+			d.Stop()
+			return fmt.Errorf("-f %s: %w", d.opts.PidFile, err)
+		}
+	}
 	if !d.opts.NoRPC {
 		if err := d.rpc.Listen(d.opts.RPCSocket); err != nil {
 			d.Stop()
@@ -204,12 +216,6 @@ func (d *Daemon) Start(ctx context.Context) error {
 		}
 		d.serve = make(chan error, 1)
 		go func() { d.serve <- d.rpc.Serve() }()
-	}
-	if d.opts.PidFile != "" {
-		if err := os.WriteFile(d.opts.PidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-			d.Stop()
-			return fmt.Errorf("-f %s: %w", d.opts.PidFile, err)
-		}
 	}
 	if err := d.applyConfig(ctx); err != nil {
 		d.Stop()
@@ -278,12 +284,10 @@ func (d *Daemon) stopped() bool {
 // Wait blocks until SIGINT or SIGTERM arrives, spdk_kill_instance is
 // called, or the RPC server fails; then it stops the daemon.
 func (d *Daemon) Wait() error {
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
+	defer signal.Stop(d.sigs)
 	var serveErr error
 	select {
-	case s := <-sigs:
+	case s := <-d.sigs:
 		d.log.Info("shutting down", "signal", s.String())
 	case s := <-d.killed:
 		d.log.Info("shutting down", "rpc", "spdk_kill_instance", "signal", s.String())
