@@ -182,6 +182,7 @@ func TestRunErrors(t *testing.T) {
 // bad request, then spdk_kill_instance.
 func TestWaitForTests(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "bdevperf.sock")
+	// Read only after run returns (done), which orders the accesses.
 	var stdout, stderr bytes.Buffer
 	done := make(chan int, 1)
 	go func() {

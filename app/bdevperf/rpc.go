@@ -37,6 +37,7 @@ type tester struct {
 // waitForTests serves perform_tests (-z) until a signal or
 // spdk_kill_instance.
 func waitForTests(ctx context.Context, e *env, o *options, stdout, stderr io.Writer) int {
+	stdout = &lockedWriter{w: stdout} // tests print from RPC goroutines
 	t := &tester{ctx: ctx, env: e, stdout: stdout, o: *o}
 	e.RPC().Register("perform_tests", rpc.Runtime, t.performTests, rpc.Detached())
 	fmt.Fprintf(stdout, "bdevperf: waiting for perform_tests on %s\n", o.rpcSocket)
@@ -121,4 +122,16 @@ func applyParams(o *options, p *performTestsParams) error {
 		return fmt.Errorf("no workload: give -w or workload_type")
 	}
 	return o.setWorkload(o.workload)
+}
+
+// lockedWriter serializes writes from several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
