@@ -338,6 +338,8 @@ func ensureKernel(ctx context.Context, dir string, progress io.Writer) (*kernelI
 	}
 	kdir := filepath.Join(dir, "kernel", pkg+"_"+strings.NewReplacer("/", "_", ":", "_").Replace(ver))
 	if k, err := loadKernel(kdir); err == nil {
+		now := time.Now()
+		os.Chtimes(filepath.Join(kdir, "kernel.json"), now, now) // in use: see the clean-up below
 		return k, nil
 	}
 	start := time.Now()
@@ -405,10 +407,15 @@ func ensureKernel(ctx context.Context, dir string, progress io.Writer) (*kernelI
 	if err := os.WriteFile(filepath.Join(kdir, "kernel.json"), b, 0o644); err != nil {
 		return nil, err
 	}
-	// Older kernels are several hundred MB each and never used again.
+	// Older kernels take several hundred MB each; drop those nobody has
+	// used for an hour (a test elsewhere may still be booting one).
 	others, _ := filepath.Glob(filepath.Join(dir, "kernel", "*"))
 	for _, o := range others {
-		if o != kdir {
+		if o == kdir {
+			continue
+		}
+		st, err := os.Stat(filepath.Join(o, "kernel.json"))
+		if err != nil || time.Since(st.ModTime()) > time.Hour {
 			os.RemoveAll(o)
 		}
 	}

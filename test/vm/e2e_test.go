@@ -106,7 +106,7 @@ func TestGuestLifecycle(t *testing.T) {
 		if _, _, err := g.Wait(); !errors.Is(err, ErrKilled) {
 			t.Fatalf("err = %v, want ErrKilled", err)
 		}
-		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
+		if cmd, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); err == nil && strings.Contains(string(cmd), "qemu") {
 			t.Errorf("qemu pid %d still exists after Kill", pid)
 		}
 	})

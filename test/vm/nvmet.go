@@ -63,7 +63,7 @@ func StartKernelTarget(t testing.TB, img *Image, c KernelTarget) *Guest {
 	if c.Timeout <= 0 {
 		c.Timeout = 5 * time.Minute
 	}
-	net := &Net{}
+	net := &Net{Isolated: true} // host forwards still work
 	if c.HostPort != 0 {
 		net.HostForwards = []HostForward{{HostPort: c.HostPort, GuestPort: 4420}}
 	}

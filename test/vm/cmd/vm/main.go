@@ -68,7 +68,7 @@ func build(args []string) {
 	fs.Var(&extra, "extra", "host file SRC or SRC=DST to put in the base image (repeatable)")
 	fs.Parse(args)
 	img := buildImage(extra)
-	fmt.Printf("kernel  %s (%s)\ninitrd  %s\nqemu    %s\nqsd     %s\n", img.Kernel, img.KernelPackage, img.Initrd, img.QEMU, img.StorageDaemon)
+	fmt.Printf("kernel  %s (%s)\ninitrd  %s\ntools   %s\nqemu    %s\nqsd     %s\n", img.Kernel, img.KernelPackage, img.Initrd, img.Tools, img.QEMU, img.StorageDaemon)
 }
 
 func run(args []string) {
