@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"hyperpath/app/bdevperf/perf"
+	"hyperpath/rpc"
 	"hyperpath/rpc/client"
 )
 
@@ -254,4 +255,32 @@ func TestWaitForTests(t *testing.T) {
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Errorf("socket left behind: %v", err)
 	}
+}
+
+// FuzzPerformTestsParams: any params either give options that pass the
+// engine's validation or an RPC error; never a panic.
+func FuzzPerformTestsParams(f *testing.F) {
+	for _, s := range []string{
+		`{"workload_type":"randrw","rw_percentage":30,"queue_depth":8,"io_size":"4k","time_in_sec":1}`,
+		`{"workload_type":"verify"}`, `{}`, `{"io_size":"1m","unknown":[1,2]}`, `[]`, `null`,
+	} {
+		f.Add([]byte(s))
+	}
+	base, err := parseFlags([]string{"--null", "16", "-w", "randread"}, &bytes.Buffer{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		o, err := decodeParams(*base, raw)
+		if err != nil {
+			var rerr *rpc.Error
+			if !errors.As(err, &rerr) || rerr.Code != rpc.CodeParseError {
+				t.Fatalf("%q: error %v is not a -32700 RPC error", raw, err)
+			}
+			return
+		}
+		if err := o.cfg.Validate(); err != nil {
+			t.Fatalf("%q: accepted options fail validation: %v", raw, err)
+		}
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 
+	"hyperpath/app/bdevperf/perf"
 	"hyperpath/rpc"
 )
 
@@ -53,21 +54,15 @@ func waitForTests(ctx context.Context, e *env, o *options, stdout, stderr io.Wri
 // writes it). Errors follow SPDK: bad params are -32700, a test already
 // running is EINPROGRESS, a failed run is -32603.
 func (t *tester) performTests(_ context.Context, raw json.RawMessage) (any, error) {
-	var p performTestsParams
-	if len(raw) > 0 {
-		if err := rpc.DecodeRelaxed(raw, &p); err != nil {
-			return nil, rpc.ParseError("spdk_json_decode_object failed")
-		}
-	}
 	t.mu.Lock()
 	if t.busy {
 		t.mu.Unlock()
 		return nil, rpc.Internal(rpc.Strerror(syscall.EINPROGRESS))
 	}
-	o := t.o
-	if err := applyParams(&o, &p); err != nil {
+	o, err := decodeParams(t.o, raw)
+	if err != nil {
 		t.mu.Unlock()
-		return nil, rpc.ParseError("Invalid parameters provided: " + err.Error())
+		return nil, err
 	}
 	t.o = o
 	t.busy = true
@@ -92,10 +87,29 @@ func (t *tester) performTests(_ context.Context, raw json.RawMessage) (any, erro
 	return json.RawMessage(buf.Bytes()), nil
 }
 
+// decodeParams applies perform_tests' raw params to a copy of o. The
+// params come from the socket: any bytes give either valid options or an
+// *rpc.Error, never a panic (FuzzPerformTestsParams).
+func decodeParams(o options, raw json.RawMessage) (options, error) {
+	var p performTestsParams
+	if len(raw) > 0 {
+		if err := rpc.DecodeRelaxed(raw, &p); err != nil {
+			return o, rpc.ParseError("spdk_json_decode_object failed")
+		}
+	}
+	if err := applyParams(&o, &p); err != nil {
+		return o, rpc.ParseError("Invalid parameters provided: " + err.Error())
+	}
+	return o, nil
+}
+
 // applyParams amends the options with a request's params and validates
 // the result.
 func applyParams(o *options, p *performTestsParams) error {
 	if p.QueueDepth != 0 {
+		if p.QueueDepth > perf.MaxQueueDepth {
+			return fmt.Errorf("queue_depth %d above %d", p.QueueDepth, perf.MaxQueueDepth)
+		}
 		o.cfg.QueueDepth = int(p.QueueDepth)
 	}
 	if p.IOSize != "" {
@@ -107,7 +121,7 @@ func applyParams(o *options, p *performTestsParams) error {
 	}
 	if p.TimeInSec != 0 {
 		if p.TimeInSec < 0 {
-			return fmt.Errorf("time_in_sec %d", p.TimeInSec)
+			return fmt.Errorf("time_in_sec %d is negative", p.TimeInSec)
 		}
 		o.seconds = float64(p.TimeInSec)
 		o.cfg.Duration = secondsDuration(o.seconds)
@@ -121,7 +135,10 @@ func applyParams(o *options, p *performTestsParams) error {
 	if o.workload == "" {
 		return fmt.Errorf("no workload: give -w or workload_type")
 	}
-	return o.setWorkload(o.workload)
+	if err := o.setWorkload(o.workload); err != nil {
+		return err
+	}
+	return o.cfg.Validate()
 }
 
 // lockedWriter serializes writes from several goroutines.

@@ -130,7 +130,9 @@ type Config struct {
 	DrainTimeout time.Duration
 }
 
-func (c *Config) validate() error {
+// Validate checks the settings that do not depend on the bdevs (Run
+// checks the rest against each bdev).
+func (c *Config) Validate() error {
 	if c.Workload >= numWorkloads {
 		return fmt.Errorf("%w: workload %d", ErrBadWorkload, c.Workload)
 	}

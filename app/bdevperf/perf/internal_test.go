@@ -112,7 +112,7 @@ func newStepEnv(tb testing.TB) *stepEnv {
 func (e *stepEnv) startJob(tb testing.TB, name string, cfg Config) *job {
 	cfg.Duration = time.Hour
 	cfg.Buffers = hugemem.SmallPages
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		tb.Fatal(err)
 	}
 	b, err := e.reg.Get(name)

@@ -39,7 +39,7 @@ type target struct {
 // errors and verify miscompares are results, not errors: see
 // Result.Failure.
 func Run(ctx context.Context, cfg Config, reg *bdev.Registry, g *reactor.Group, progress io.Writer) (*Result, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.Seed == 0 {
