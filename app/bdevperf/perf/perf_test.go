@@ -534,3 +534,31 @@ func TestHgrm(t *testing.T) {
 		t.Errorf("100th percentile %v us, max latency %v us", lastV, us)
 	}
 }
+
+// TestCountsMatchIostat checks bdevperf's counts against the generic
+// layer's own: every IO counted was a read the bdev completed, and the
+// bdev completed at most one queue of reads more (those drained after
+// the window). The measured window also matches the wall clock.
+func TestCountsMatchIostat(t *testing.T) {
+	e := newEnv(t, "0x1", 0)
+	e.null(t, "Null0", 512, 1<<20)
+	b, _ := e.reg.Get("Null0")
+	before, _ := b.Stats(bdev.ResetNone)
+	start := time.Now()
+	res := e.run(t, perf.Config{QueueDepth: 32, IOSizeBytes: 4096, Workload: perf.RandRead, Duration: 300 * time.Millisecond})
+	wall := time.Since(start)
+	after, _ := b.Stats(bdev.ResetNone)
+	ops := after.NumReadOps - before.NumReadOps
+	if ios := res.Total.IOs; ios == 0 || ios > ops || ops > ios+32 {
+		t.Errorf("bdevperf counted %d IOs, the bdev completed %d reads", ios, ops)
+	}
+	if bytes := after.BytesRead - before.BytesRead; bytes != ops*4096 {
+		t.Errorf("%d bytes read for %d reads of 4096", bytes, ops)
+	}
+	if rt := res.Jobs[0].Runtime; rt != 300*time.Millisecond && (rt < 290*time.Millisecond || rt > 310*time.Millisecond) {
+		t.Errorf("runtime %v for -t 0.3", rt)
+	}
+	if wall < 300*time.Millisecond {
+		t.Errorf("a 300ms run returned after %v of wall time: the tick rate is off", wall)
+	}
+}
