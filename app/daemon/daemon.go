@@ -312,8 +312,16 @@ func (d *Daemon) Stop() error {
 		}
 		d.stopServices()
 		if d.reg != nil {
-			for _, b := range d.reg.List() {
-				d.unregisterStacked(b)
+			// Newest first, and again while that frees claimed bases:
+			// stacked bdevs go before the bdevs they claim.
+			for progress := true; progress; {
+				progress = false
+				list := d.reg.List()
+				for i := len(list) - 1; i >= 0; i-- {
+					if d.unregisterStacked(list[i]) {
+						progress = true
+					}
+				}
 			}
 		}
 		if d.group != nil {
@@ -330,19 +338,20 @@ func (d *Daemon) Stop() error {
 	return d.stopErr
 }
 
-// unregisterStacked removes b after whatever is stacked on it, so claims
-// do not block the shutdown; it waits at most a few seconds per bdev.
-func (d *Daemon) unregisterStacked(b *bdev.Bdev) {
+// unregisterStacked removes b unless it is claimed, waiting at most a few
+// seconds for its descriptors to close; it reports whether b went.
+func (d *Daemon) unregisterStacked(b *bdev.Bdev) bool {
 	done := make(chan struct{})
 	err := d.reg.Unregister(b.Name(), func(error) { close(done) })
 	if err != nil {
-		return // claimed: its owner unregisters it when it goes
+		return false // claimed: try again once its owner is gone
 	}
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		d.log.Warn("bdev still open at shutdown", "bdev", b.Name())
 	}
+	return true
 }
 
 // registerModules adds every bdev module and target with its RPCs and
