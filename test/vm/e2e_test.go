@@ -358,3 +358,16 @@ func TestCheckNVMeTCP(t *testing.T) {
 		t.Error("checksum step did not run")
 	}
 }
+
+// TestKernelNVMeRDMALoop: the kernel's nvmet-rdma target and nvme-rdma
+// initiator in one guest over Soft-RoCE on its NIC (SelfTest moves 4 MiB).
+func TestKernelNVMeRDMALoop(t *testing.T) {
+	skipShort(t)
+	img := Require(t)
+	g := StartKernelTarget(t, img, KernelTarget{Transport: "rdma", Backing: "file", SizeMiB: 16, SelfTest: true, Timeout: 2 * time.Minute})
+	for _, want := range []string{"STEP target ok nqn=" + DefaultTargetNQN + " transport=rdma", "STEP selftest ok"} {
+		if !strings.Contains(g.Console(), want) {
+			t.Fatalf("console lacks %q:\n%s", want, g.ConsoleTail(3000))
+		}
+	}
+}
