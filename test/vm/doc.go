@@ -9,11 +9,13 @@
 // Packages when they are missing, downloads the kernel package that
 // linux-image-amd64 currently depends on, unpacks its modules, extracts the
 // uncompressed vmlinux from the bzImage (QEMU boots it through its PVH
-// entry, skipping decompression), and writes a newc initramfs: static
-// busybox, /init, BootModules and ScriptModules with their dependencies, and
-// fio, nvme, mkfs.ext4, blkdiscard, rdma, ibv_rc_pingpong and rping with
-// their shared libraries. Everything is cached under build/vm and rebuilt
-// only when the kernel package version or an input file changes.
+// entry, skipping decompression), and writes a newc initramfs (static
+// busybox, /init, BootModules and ScriptModules with their dependencies,
+// nvme, mkfs.ext4, blkdiscard, rdma, ibv_rc_pingpong and rping with their
+// shared libraries) and a read-only ext2 tools disk holding fio and its
+// libraries, which the guest mounts at ToolsMount on first use. Everything
+// is cached under build/vm and rebuilt only when the kernel package
+// version or an input file changes.
 //
 // # Guests
 //
@@ -46,4 +48,6 @@
 // and queue depths, blkdiscard, mkfs.ext4, file checksums across
 // drop_caches and a remount). CheckNVMeTCP runs the same check on a
 // namespace that the guest's kernel initiator connects to over NVMe/TCP.
+// StartKernelTarget runs the kernel's nvmet target in a guest behind a
+// host port, and StartQSD runs qemu-storage-daemon's vhost-user-blk export.
 package vm
