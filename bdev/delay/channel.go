@@ -67,6 +67,7 @@ type channel struct {
 	active *reactor.Poller
 	timer  *reactor.Poller
 	spin   reactor.Ticks
+	closed bool
 }
 
 var _ bdev.Channel = (*channel)(nil)
@@ -210,10 +211,21 @@ func (c *channel) reset(io *bdev.IO) {
 	c.forward(io, noDelay)
 }
 
-// Close implements bdev.Channel; nothing is held or in flight by then.
+// Close implements bdev.Channel; nothing is held or in flight by then. It
+// may run inside the base channel's completion callback, so the base
+// channel is put back by a message, after that callback has returned; a
+// second call does nothing.
 func (c *channel) Close() {
+	if c.closed {
+		return
+	}
+	c.closed = true
 	c.active.Unregister()
 	c.timer.Unregister()
-	c.base.PutChannel()
 	c.d.dropChannel(c)
+	if reactor.Send(c.r, putBaseMsg, c) != nil {
+		c.base.PutChannel() // ring full: put it back now
+	}
 }
+
+func putBaseMsg(a any) { a.(*channel).base.PutChannel() }

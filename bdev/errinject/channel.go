@@ -20,6 +20,7 @@ type channel struct {
 	// pending holds IOs hit by a pending injection, linked through
 	// DriverLink; they are owned by this channel until resumed or aborted.
 	pending bdev.IOQueue
+	closed  bool
 }
 
 var _ bdev.Channel = (*channel)(nil)
@@ -131,8 +132,19 @@ func (c *channel) reset(io *bdev.IO) {
 	c.forward(io, ErrorNone)
 }
 
-// Close implements bdev.Channel. No IO is held or in flight by then.
+// Close implements bdev.Channel. No IO is held or in flight by then. It
+// may run inside the base channel's completion callback (our last IO's
+// child completing), so the base channel is put back by a message, after
+// that callback has returned; a second call does nothing.
 func (c *channel) Close() {
-	c.base.PutChannel()
+	if c.closed {
+		return
+	}
+	c.closed = true
 	c.d.dropChannel(c)
+	if reactor.Send(c.r, putBaseMsg, c) != nil {
+		c.base.PutChannel() // ring full: put it back now
+	}
 }
+
+func putBaseMsg(a any) { a.(*channel).base.PutChannel() }

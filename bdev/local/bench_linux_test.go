@@ -128,12 +128,14 @@ func (rr *randReader) drain() {
 // file, one reactor stepped by the benchmark goroutine.
 //
 // Reference (2026-11-25, 2 vCPU AMD EPYC VM, virtio disk, ext4, Go 1.26,
-// shared machine at load average ~7; go test -run '^$' -bench
-// LocalRandRead -benchtime 2s ./bdev/local/):
+// machine shared with other builds, load average ~4; go test -run '^$'
+// -bench LocalRandRead -benchtime 2s ./bdev/local/):
 //
-//	4K/QD1:  10.2k IOPS, p99 437 µs, 0 allocs/op
-//	4K/QD32: 32.3k IOPS, p99 7.9 ms, 0 allocs/op (fio io_uring on the
-//	         same file and load: 33.2k IOPS; TestCompareWithFio)
+//	4K/QD1:  11.0k IOPS, p99 240 µs, 0 allocs/op
+//	4K/QD32: 58.7k IOPS, p99 1.1 ms, 0 allocs/op
+//
+// fio's io_uring engine on the same file at the same time: see
+// TestCompareWithFio.
 func BenchmarkLocalRandRead(b *testing.B) {
 	path := benchFile(b, 256<<20)
 	for _, qd := range []int{1, 32} {
@@ -174,9 +176,10 @@ func BenchmarkLocalRandRead(b *testing.B) {
 // with HYPERPATH_FIO=1. The assertion is loose (ours at least a quarter of
 // fio's IOPS): it catches a broken data path, not a slow machine.
 //
-// Measured (2026-11-25, same machine as the benchmark above): fio 33193
-// IOPS p99 5.5 ms, bdev/local 31798 IOPS p99 6.7 ms, ratio 0.96. Run it
-// with: HYPERPATH_FIO=1 go test -run CompareWithFio -v ./bdev/local/
+// Measured (2026-11-25, same machine as the benchmark above, load ~4):
+// fio 55574 IOPS p99 1.84 ms, bdev/local 53611 IOPS p99 1.04 ms, ratio
+// 0.96 (at load ~7 earlier: 33193 vs 31798, also 0.96). Run it with:
+// HYPERPATH_FIO=1 go test -run CompareWithFio -v ./bdev/local/
 func TestCompareWithFio(t *testing.T) {
 	if os.Getenv("HYPERPATH_FIO") == "" {
 		t.Skip("set HYPERPATH_FIO=1 to compare with fio (about 10 s)")

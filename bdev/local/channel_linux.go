@@ -42,7 +42,7 @@ const (
 
 const (
 	cqBatch  = 64 // CQEs reaped per ReapCQEs call
-	cqRounds = 4  // at most cqBatch*cqRounds completions per poll
+	cqRounds = 8  // reap rounds (and at most as many extra enters) per poll
 	initIovs = 16 // iovec slots a task starts with; grown once if needed
 )
 
@@ -421,6 +421,19 @@ func (c *channel) poll(reactor.Ticks) reactor.Status {
 		if n > 0 {
 			busy = reactor.Busy
 		}
+		if c.closed.Load() {
+			// The last completion's callback closed the channel (the
+			// generic layer closes it when its last IO completes after
+			// PutChannel): the ring is gone.
+			return reactor.Busy
+		}
+		if c.ring.TaskrunPending() || c.ring.CQOverflowPending() {
+			// The kernel posts deferred completions in bounded batches
+			// (20 per entry on recent kernels): fetch the next batch,
+			// submitting what the callbacks queued meanwhile.
+			c.enter()
+			continue
+		}
 		if n < len(c.cqes) {
 			break
 		}
@@ -552,9 +565,13 @@ func (w *resetWait) drained() bool {
 }
 
 // Close implements bdev.Channel. It runs on the channel's reactor after
-// every IO submitted through it has completed.
+// every IO submitted through it has completed, possibly from inside this
+// channel's poller (the last completion's callback); a second call does
+// nothing.
 func (c *channel) Close() {
-	c.closed.Store(true)
+	if c.closed.Swap(true) {
+		return
+	}
 	c.poller.Unregister()
 	c.r.UnwatchFd(c.efd)
 	c.ring.Close()
