@@ -102,9 +102,27 @@ type channel struct {
 
 var _ bdev.Channel = (*channel)(nil)
 
+// lockedCaller is a test seam: tests that step a reactor with Poll from a
+// goroutine locked to its OS thread set it, so that their channels get
+// reactor rings too.
+var lockedCaller bool
+
+// ringFlags picks the ring's setup flags. A reactor running on this very
+// thread gets SINGLE_ISSUER|DEFER_TASKRUN (completions are posted only when
+// this thread asks, no interrupts). Anywhere else (a reactor not started
+// yet, a test stepping Poll from an ordinary goroutine, which Go may move
+// between threads) the ring is a plain one that any thread may drive:
+// SINGLE_ISSUER would bind it to whatever thread happened to create it.
+func ringFlags(r *reactor.Reactor) uint32 {
+	if lockedCaller || (r.Tid() != 0 && r.Tid() == unix.Gettid()) {
+		return uring.ReactorFlags
+	}
+	return 0
+}
+
 func newChannel(d *Disk, r *reactor.Reactor) (*channel, error) {
 	qd := d.opts.QueueDepth
-	ring, err := uring.New(uring.Options{Entries: qd, CQEntries: 2 * qd, OptionalFlags: uring.ReactorFlags})
+	ring, err := uring.New(uring.Options{Entries: qd, CQEntries: 2 * qd, OptionalFlags: ringFlags(r)})
 	if err != nil {
 		return nil, err
 	}

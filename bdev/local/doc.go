@@ -28,12 +28,15 @@
 // # Threading
 //
 // A Disk is shared by every reactor and holds no per-IO state. Each
-// reactor's channel owns an io_uring created in NewChannel, which runs on
-// that reactor's locked OS thread, so the ring can be SINGLE_ISSUER and
-// DEFER_TASKRUN: every later use of the ring (Submit, the poller, Close)
-// happens on that same thread. Tests that step a reactor with Poll must
-// call runtime.LockOSThread first. The file descriptors are registered with
-// the ring (fixed files).
+// reactor's channel owns an io_uring created in NewChannel. On a running
+// reactor NewChannel runs on the reactor's locked OS thread, so the ring is
+// SINGLE_ISSUER and DEFER_TASKRUN: every later use of the ring (Submit, the
+// poller, Close) happens on that same thread, and the kernel posts
+// completions only when the poller asks, without interrupting the core. A
+// channel created elsewhere (a reactor not started yet, a test stepping
+// Poll from an ordinary goroutine, which Go may move between threads) gets
+// a plain ring that any thread may drive. The file descriptors are
+// registered with the ring (fixed files).
 //
 // Per channel, a fixed array of tasks carries each IO's state between
 // Submit and its completion: the iovec array handed to the kernel (built

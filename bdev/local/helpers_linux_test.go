@@ -29,7 +29,11 @@ type env struct {
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	runtime.LockOSThread()
-	t.Cleanup(runtime.UnlockOSThread)
+	lockedCaller = true
+	t.Cleanup(func() {
+		lockedCaller = false
+		runtime.UnlockOSThread()
+	})
 	r, err := reactor.New(0, reactor.Options{Core: -1})
 	if err != nil {
 		t.Fatal(err)

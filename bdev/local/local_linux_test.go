@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"hyperpath/bdev"
+	"hyperpath/internal/uring"
 	"hyperpath/reactor"
 )
 
@@ -543,4 +544,73 @@ func TestPutChannelWithIOInFlight(t *testing.T) {
 	if buf[n*4096-1] != 3 {
 		t.Fatal("reads incomplete")
 	}
+}
+
+// A channel made outside a running reactor gets a ring that any thread may
+// drive; one made on a running reactor gets SINGLE_ISSUER|DEFER_TASKRUN
+// when the kernel has them.
+func TestRingFlagsFollowTheThread(t *testing.T) {
+	r, err := reactor.New(0, reactor.Options{Core: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	reg := bdev.NewRegistry(bdev.Options{Reactors: []*reactor.Reactor{r}})
+	d, err := New(Options{Name: "F0", Filename: dataFile(t, "", 64<<10, 9), BlockSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.Register(d)
+	defer reg.Unregister("F0", nil)
+	desc, _ := reg.Open("F0", true, nil)
+	defer desc.Close()
+	ch, err := desc.GetChannel(r) // not locked, reactor not running
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := (*d.chans.Load())[0].ring.Flags(); f&uring.SetupSingleIssuer != 0 {
+		t.Fatalf("ring made off-reactor has flags %#x", f)
+	}
+	// Submit and poll from fresh goroutines: whichever threads they land on.
+	buf := aligned(t, 4096)
+	for i := 0; i < 20; i++ {
+		st := bdev.StatusPending
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			io := ch.Alloc()
+			io.Type, io.OffsetBlocks, io.NumBlocks, io.Iovs = bdev.IORead, uint64(i%16), 1, [][]byte{buf}
+			ch.Submit(io, func(io *bdev.IO) { st = io.Status })
+		}()
+		<-done
+		deadline := time.Now().Add(5 * time.Second)
+		for st == bdev.StatusPending && time.Now().Before(deadline) {
+			done := make(chan struct{})
+			go func() { r.Poll(reactor.Now()); close(done) }()
+			<-done
+		}
+		if st != bdev.StatusSuccess || buf[0] != 9 {
+			t.Fatalf("read %d: %v", i, st)
+		}
+	}
+	ch.PutChannel()
+	r.Poll(reactor.Now())
+
+	// On the running reactor.
+	runReactor(t, r)
+	reactor.Call(r, func() { ch, err = desc.GetChannel(r) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flags uint32
+	reactor.Call(r, func() { flags = (*d.chans.Load())[0].ring.Flags() })
+	t.Logf("ring flags on the reactor: %#x", flags)
+	probe, perr := uring.New(uring.Options{Entries: 2, Flags: uring.SetupSingleIssuer | uring.SetupDeferTaskrun})
+	if perr == nil {
+		probe.Close()
+		if flags&uring.SetupDeferTaskrun == 0 {
+			t.Fatalf("kernel has DEFER_TASKRUN but the reactor's ring has flags %#x", flags)
+		}
+	}
+	reactor.Call(r, ch.PutChannel)
 }
