@@ -31,7 +31,8 @@
 // # Forwarding and threading
 //
 // Each reactor's channel holds the base's IOChannel on the same reactor
-// (Desc.GetChannel in NewChannel, PutChannel in Close). A forwarded IO is a
+// (Desc.GetChannel in NewChannel; PutChannel by a message sent from Close,
+// which may run inside the base channel's own completion callback). A forwarded IO is a
 // child allocated from the base channel's pool: it shares the parent's
 // iovecs (no copy), points back to the parent through Ctx, and the parent
 // completes in the child's callback with the child's status. A base pool
