@@ -327,7 +327,9 @@ func TestAdaptiveReactorSleepsAndWakes(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	took := time.Duration(finished.Load())
-	if took < 20*time.Millisecond || took > 200*time.Millisecond {
+	// The reactor clock's rate is calibrated against the wall clock over
+	// 20 ms at start-up; allow it a few per mille of error.
+	if took < 19*time.Millisecond || took > 200*time.Millisecond {
 		t.Fatalf("a 20 ms read took %v", took)
 	}
 	var sleeps1 uint64
