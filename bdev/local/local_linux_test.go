@@ -384,7 +384,7 @@ func TestRunningReactorsResetAndWakeup(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	buf := aligned(t, 8<<20)
 	var bigDone, resetDone atomic.Int64
-	var resetSawData atomic.Bool
+	var resetSawData, submitted atomic.Bool
 	reactor.Send(rs[1], func(any) {
 		io := chans[1].Alloc()
 		io.Type, io.OffsetBlocks, io.NumBlocks = bdev.IORead, 0, 2048
@@ -394,8 +394,11 @@ func TestRunningReactorsResetAndWakeup(t *testing.T) {
 				bigDone.Store(time.Now().UnixNano())
 			}
 		})
+		submitted.Store(true)
 	}, nil)
-	time.Sleep(time.Millisecond) // the read is in flight on reactor 1
+	for !submitted.Load() {
+		time.Sleep(100 * time.Microsecond) // until the read is in flight on reactor 1
+	}
 	reactor.Send(rs[0], func(any) {
 		io := chans[0].Alloc()
 		io.Type = bdev.IOReset
