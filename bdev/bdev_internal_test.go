@@ -204,3 +204,28 @@ func TestPoolExhaustionAndReuse(t *testing.T) {
 		t.Fatal("released IOs did not return to the pool")
 	}
 }
+
+// TestPutChannelFromCompletion: dropping the last reference from inside a
+// completion callback must close the module channel exactly once.
+func TestPutChannelFromCompletion(t *testing.T) {
+	d := &ramDev{info: Info{Name: "ram", BlockSize: 512, NumBlocks: 64}, completeIn: true}
+	r, ch := setup(t, d)
+	defer r.Close()
+	closes := 0
+	ch.mod = &countingChan{ramChan{d}, &closes}
+	buf := make([]byte, 512)
+	io := ch.Alloc()
+	io.Type, io.NumBlocks, io.Iovs = IORead, 1, [][]byte{buf}
+	ch.Submit(io, func(*IO) { ch.PutChannel() })
+	r.Poll(0)
+	if closes != 1 {
+		t.Fatalf("module channel closed %d times", closes)
+	}
+}
+
+type countingChan struct {
+	ramChan
+	n *int
+}
+
+func (c *countingChan) Close() { *c.n++ }

@@ -38,6 +38,7 @@ type IOChannel struct {
 	retryMark   uint64
 	outstanding int
 	closing     bool
+	destroyed   bool
 	poller      *reactor.Poller
 
 	stats IOStat
@@ -352,6 +353,10 @@ func sliceIovs(dst, src [][]byte, off, n uint64) [][]byte {
 
 // destroy closes the module channel and folds the stats into the bdev.
 func (c *IOChannel) destroy() {
+	if c.destroyed { // a completion callback may have put the last ref
+		return
+	}
+	c.destroyed = true
 	c.poller.Unregister()
 	c.mod.Close()
 	c.bdev.channelClosed(c)
