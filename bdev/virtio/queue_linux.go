@@ -58,7 +58,7 @@ type queue struct {
 	freeChunks []uint16 // stack
 
 	out, in []virtq.Buf // scratch for Driver.Add, cap segMax+2
-	used    []virtq.Used
+	used    []virtq.Used // reaped entries; Head is replaced by the slot index
 	parked  bdev.IOQueue // range IOs with requests left to issue and none in flight
 	kick    [8]byte      // the eventfd increment (1)
 	drain   [8]byte
@@ -426,10 +426,9 @@ func (c *channel) doKick() {
 	q.kicks.Add(1)
 }
 
-// complete finishes one request the back end returned.
-func (c *channel) complete(u virtq.Used) {
+// complete finishes the request in slot si, which the back end returned.
+func (c *channel) complete(si uint16) {
 	q := c.q
-	si := q.headSlot[u.Head]
 	sl := &q.slots[si]
 	io := sl.io
 	ok := q.slotMem[int(si)*slotSize+slotStatusOff] == statusOK
@@ -488,8 +487,14 @@ func (c *channel) poll(reactor.Ticks) reactor.Status {
 	}
 	c.inPoll = true
 	n, err := q.drv.Reap(q.used)
+	// Reap has freed the descriptors of all n requests: a completion
+	// callback that submits again may get one of their heads back. Look
+	// every slot up before completing any.
+	for i := range q.used[:n] {
+		q.used[i].Head = q.headSlot[q.used[i].Head]
+	}
 	for _, u := range q.used[:n] {
-		c.complete(u)
+		c.complete(u.Head)
 	}
 	busy := n > 0
 	for k := q.parked.Len(); k > 0; k-- {
