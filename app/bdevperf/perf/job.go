@@ -427,9 +427,8 @@ func (j *job) poll(now reactor.Ticks) reactor.Status {
 }
 
 // finish releases the job's channel and poller and signals the control
-// plane. Runs on j.r, never inside a completion callback: putting the last
-// reference of a channel from its own completion callback would close it
-// while the generic layer still holds the IO.
+// plane. Runs on j.r from the job's poller, once the last IO's completion
+// callback has returned and the generic layer has recycled that IO.
 func (j *job) finish() {
 	j.finished = true
 	j.poller.Unregister()
