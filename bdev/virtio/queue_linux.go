@@ -246,6 +246,7 @@ func (c *channel) submitRW(io *bdev.IO, typ uint32) {
 		data = &in
 	}
 	base := len(*data)
+	bounced := false
 	if !c.mapIovs(io.Iovs, data) {
 		*data = (*data)[:base]
 		if !c.bounce(io, si, typ, data) {
@@ -253,11 +254,20 @@ func (c *channel) submitRW(io *bdev.IO, typ uint32) {
 			io.Complete(bdev.StatusNoMem)
 			return
 		}
+		bounced = true
+	}
+	in = append(in, virtq.Buf{Addr: sgpa + slotStatusOff, Len: 1})
+	if !c.add(io, si, out, in) {
+		return
+	}
+	// Counted once the request is in the ring: a NoMem retry is not
+	// another IO.
+	if bounced {
+		q.bounced.Add(1)
+		q.bouncedBytes.Add(bdev.IovLen(io.Iovs))
 	} else {
 		q.zeroCopy.Add(1)
 	}
-	in = append(in, virtq.Buf{Addr: sgpa + slotStatusOff, Len: 1})
-	c.add(io, si, out, in)
 }
 
 // mapIovs appends descriptors for iovs when every one lies in the
@@ -320,8 +330,6 @@ func (c *channel) bounce(io *bdev.IO, si uint16, typ uint32, data *[]virtq.Buf) 
 		off += l
 	}
 	sl.nchunks = need
-	q.bounced.Add(1)
-	q.bouncedBytes.Add(total)
 	return true
 }
 
@@ -340,20 +348,22 @@ func (c *channel) submitFlush(io *bdev.IO) {
 }
 
 // add puts one request in the ring and publishes it. io.DriverCtx counts
-// it as the IO's only request.
-func (c *channel) add(io *bdev.IO, si uint16, out, in []virtq.Buf) {
+// it as the IO's only request. With the ring full it completes io with
+// NoMem and reports false.
+func (c *channel) add(io *bdev.IO, si uint16, out, in []virtq.Buf) bool {
 	q := c.q
 	head, err := q.drv.Add(out, in)
 	if err != nil {
 		c.putSlot(si)
 		io.Complete(bdev.StatusNoMem)
-		return
+		return false
 	}
 	q.headSlot[head] = si
 	q.slots[si].io = io
 	io.DriverCtx = ctxInflightOne
 	c.inflight++
 	c.publish()
+	return true
 }
 
 // issueRange puts as many of a discard or write-zeroes IO's requests in
