@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -84,6 +85,9 @@ func (a *pyArg) label() string {
 	var ns []string
 	for _, n := range a.names {
 		ns = append(ns, dashed(n))
+		if a.kind == argOptBool && len(n) > 1 {
+			ns = append(ns, "--no-"+n)
+		}
 	}
 	return strings.Join(ns, "/")
 }
@@ -100,21 +104,27 @@ func (a *pyArg) set(s string) error {
 	switch a.kind {
 	case argInt:
 		if _, ok := pyInt(s); !ok {
-			return fmt.Errorf("argument %s: invalid int value: '%s'", a.label(), s)
+			return fmt.Errorf("argument %s: invalid int value: %s", a.label(), pyRepr(s))
 		}
 	case argFloat:
 		if _, ok := pyFloat(s); !ok {
-			return fmt.Errorf("argument %s: invalid float value: '%s'", a.label(), s)
+			return fmt.Errorf("argument %s: invalid float value: %s", a.label(), pyRepr(s))
 		}
 	}
 	if a.choices != nil {
-		v := s
+		// argparse compares the converted value and shows the choices
+		// as Python reprs: quoted strings, bare ints.
+		v, show := s, pyRepr
 		if a.kind == argInt {
-			n, _ := pyInt(s)
-			v = n
+			v, _ = pyInt(s)
+			show = func(s string) string { return s }
 		}
-		if err := Choice(a.label(), v, a.choices...); err != nil {
-			return err
+		if !slices.Contains(a.choices, v) {
+			var cs []string
+			for _, c := range a.choices {
+				cs = append(cs, show(c))
+			}
+			return fmt.Errorf("argument %s: invalid choice: %s (choose from %s)", a.label(), show(v), strings.Join(cs, ", "))
 		}
 	}
 	a.raw, a.given = s, true
@@ -165,14 +175,7 @@ func (v argValue) String() string {
 	return v.a.raw
 }
 
-func (v argValue) Set(s string) error {
-	if err := v.a.set(s); err != nil {
-		// The flag package prefixes its own "invalid value ... for flag".
-		_, msg, _ := strings.Cut(err.Error(), ": ")
-		return fmt.Errorf("%s", msg)
-	}
-	return nil
-}
+func (v argValue) Set(s string) error { return v.a.set(s) }
 
 // argBool is the flag.Value of a boolean option; neg is set for
 // store_false and for the --no- form of a BooleanOptionalAction.
@@ -435,11 +438,16 @@ func setParam(o orderedParams, key string, v any) orderedParams {
 	return append(o, kv(key, v))
 }
 
+// argSpecs holds each pyArgs command's declarations, so that tests can
+// hold them against rpc.py's parsers.
+var argSpecs = map[string]func(p *pyArgs) func() (any, error){}
+
 // cmd defines a command whose arguments spec declares (see pyArgs). The
 // positional synopsis for --help comes from the declarations.
 func cmd(name, help string, print Printer, spec func(p *pyArgs) func() (any, error)) Command {
 	probe := newPyArgs(flag.NewFlagSet(name, flag.ContinueOnError))
 	spec(probe)
+	argSpecs[name] = spec
 	return Command{
 		Name:  name,
 		Args:  probe.synopsis(),
@@ -465,6 +473,15 @@ func nameOnly(method, help, dest, argHelp string) Command {
 		p.pos(dest, argStr, argHelp)
 		return func() (any, error) { return p.params(dest), nil }
 	})
+}
+
+// pyRepr quotes s as Python's repr does for a plain string.
+func pyRepr(s string) string {
+	s = strings.ReplaceAll(s, `\`, `\\`)
+	if strings.Contains(s, "'") && !strings.Contains(s, `"`) {
+		return `"` + s + `"`
+	}
+	return "'" + strings.ReplaceAll(s, "'", `\'`) + "'"
 }
 
 // pyInt parses s as Python's int() does (surrounding whitespace, a sign,
