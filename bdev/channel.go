@@ -88,8 +88,15 @@ func (c *IOChannel) recycle(io *IO) {
 	if io.inPool {
 		panic("bdev: IO freed twice")
 	}
-	store := io.iovStore[:0]
-	*io = IO{ch: c, iovStore: store, inPool: true}
+	// Reset what Alloc promises (zeroed request fields) and what the layer
+	// relies on; iovStore keeps its capacity for the next split.
+	io.Type, io.OffsetBlocks, io.NumBlocks = 0, 0, 0
+	io.Iovs, io.Ctx, io.Status = nil, nil, StatusPending
+	io.DriverLink, io.DriverCtx = nil, 0
+	io.cb, io.link, io.parent = nil, nil, nil
+	io.remaining, io.failed = 0, 0
+	io.iovStore = io.iovStore[:0]
+	io.inPool = true
 	c.free = append(c.free, io)
 }
 
@@ -99,7 +106,7 @@ func (c *IOChannel) Validate(io *IO) error {
 	if io.Type >= numIOTypes {
 		return ErrBadIOType
 	}
-	if !c.bdev.dev.Supports(io.Type) {
+	if !c.bdev.supported[io.Type] {
 		return ErrUnsupported
 	}
 	if io.Type == IOReset {
@@ -192,7 +199,8 @@ func (c *IOChannel) finish(io *IO) {
 		p.Status = p.failed
 		io = p
 	}
-	lat := uint64(reactor.Now() - io.start)
+	io.end = reactor.Now()
+	lat := uint64(io.end - io.start)
 	c.stats.record(io, lat)
 	if s := c.bdev.histCfg.Load(); s != nil {
 		if c.hist == nil || c.hist.s != s {

@@ -110,6 +110,7 @@ type IO struct {
 	ch        *IOChannel
 	link      *IO // generic layer queues (deferred, nomem, qos)
 	start     reactor.Ticks
+	end       reactor.Ticks
 	parent    *IO
 	remaining int    // children not yet completed (parent of a split)
 	failed    Status // first failure among children
@@ -120,6 +121,14 @@ type IO struct {
 // Complete finishes the IO with s. Modules call it on the reactor the IO
 // was submitted on, inside Submit or later.
 func (io *IO) Complete(s Status) { io.ch.complete(io, s) }
+
+// SubmitTicks is the reactor clock when Submit was called.
+func (io *IO) SubmitTicks() reactor.Ticks { return io.start }
+
+// CompleteTicks is the reactor clock when the IO completed; valid in the
+// CompletionFunc. Submitters measure latency as CompleteTicks-SubmitTicks
+// without reading the clock themselves.
+func (io *IO) CompleteTicks() reactor.Ticks { return io.end }
 
 // Channel returns the channel the IO belongs to.
 func (io *IO) Channel() *IOChannel { return io.ch }

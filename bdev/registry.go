@@ -100,6 +100,9 @@ type Bdev struct {
 	dev  Device
 	info Info
 
+	// supported caches dev.Supports per IO type (checked per IO).
+	supported [NumIOTypes]bool
+
 	removing atomic.Bool
 	histCfg  atomic.Pointer[HistogramSettings]
 	qosState atomic.Pointer[qosState]
@@ -129,6 +132,9 @@ func (g *Registry) Register(dev Device) (*Bdev, error) {
 		info.UUID = NewUUID()
 	}
 	b := &Bdev{reg: g, dev: dev, info: info, chans: make([]*IOChannel, len(g.opts.Reactors))}
+	for t := range b.supported {
+		b.supported[t] = dev.Supports(IOType(t))
+	}
 	g.mu.Lock()
 	if _, dup := g.lookupLocked(info.Name); dup {
 		g.mu.Unlock()

@@ -236,6 +236,9 @@ func (d *Daemon) applyConfig(ctx context.Context) error {
 			return fmt.Errorf("config %s: %w", d.opts.ConfigFile, err)
 		}
 	}
+	if d.opts.ConfigFormat != "toml" && doc != nil {
+		doc = StripJSONComments(doc)
+	}
 	if doc == nil {
 		if d.opts.WaitForRPC {
 			return nil

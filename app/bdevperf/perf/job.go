@@ -307,7 +307,7 @@ func (j *job) next(s *slot, now reactor.Ticks) {
 // Hot path.
 func (j *job) complete(io *bdev.IO) {
 	s := io.Ctx.(*slot)
-	now := reactor.Now()
+	now := io.CompleteTicks() // the bdev layer read the clock already
 	j.outstanding--
 	if !j.draining && now >= j.deadline {
 		j.draining = true
