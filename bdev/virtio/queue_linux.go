@@ -57,7 +57,7 @@ type queue struct {
 	chunkGPA   uint64
 	freeChunks []uint16 // stack
 
-	out, in []virtq.Buf // scratch for Driver.Add, cap segMax+2
+	out, in []virtq.Buf  // scratch for Driver.Add, cap segMax+2
 	used    []virtq.Used // reaped entries; Head is replaced by the slot index
 	parked  bdev.IOQueue // range IOs with requests left to issue and none in flight
 	kick    [8]byte      // the eventfd increment (1)
