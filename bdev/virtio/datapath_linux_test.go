@@ -3,12 +3,14 @@ package virtio
 import (
 	"bytes"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"hyperpath/bdev"
+	"hyperpath/internal/hugemem"
 	"hyperpath/reactor"
 )
 
@@ -480,4 +482,79 @@ func TestAdaptiveReactorWakes(t *testing.T) {
 	if after.Sleeps-before.Sleeps < n {
 		t.Errorf("reactor slept %d times for %d reads", after.Sleeps-before.Sleeps, n)
 	}
+}
+
+// TestHugepages backs the shared region with 2 MiB hugepages
+// (hugemem.RequireHuge) and runs IO through qemu-storage-daemon, which maps
+// the hugetlb memfd from SET_MEM_TABLE. When the kernel has too few free
+// hugepages the test reserves some (root only) and restores
+// vm.nr_hugepages afterwards.
+func TestHugepages(t *testing.T) {
+	const need = 8
+	reserveHugepages(t, need)
+	file := shmFile(t, 4<<20, 0)
+	qsd := startQSD(t, qsdConfig{File: file})
+	e := newEnv(t)
+	d := e.attach(Options{Name: "Huge0", SocketPath: qsd.sock, QueueSize: 64, BounceChunks: 64,
+		BufferBytes: 4 << 20, Memory: hugemem.RequireHuge})
+	if !d.hugepages() || d.sharedBytes()%hugemem.HugePageSize != 0 {
+		t.Fatalf("region not on hugepages (huge %v, %d bytes)", d.hugepages(), d.sharedBytes())
+	}
+	ch := e.channel("Huge0")
+	buf := d.AllocBuffer(1 << 20)
+	pattern(buf, 7)
+	if st := e.do(ch, bdev.IOWrite, 0, uint64(len(buf)/512), buf); st != bdev.StatusSuccess {
+		t.Fatalf("write: %v", st)
+	}
+	if got := fileAt(t, file, 0, len(buf)); !bytes.Equal(got, buf) {
+		t.Fatal("write from a hugepage buffer did not reach the file")
+	}
+	heap := make([]byte, 64<<10)
+	if st := e.do(ch, bdev.IORead, 0, uint64(len(heap)/512), heap); st != bdev.StatusSuccess || !bytes.Equal(heap, buf[:len(heap)]) {
+		t.Fatalf("bounced read through hugepage chunks: %v", st)
+	}
+}
+
+// reserveHugepages makes sure n 2 MiB hugepages are free, raising
+// vm.nr_hugepages if needed (and restoring it when the test ends), or
+// skips the test.
+func reserveHugepages(t *testing.T, n int) {
+	const sysctl = "/proc/sys/vm/nr_hugepages"
+	free := meminfo(t, "HugePages_Free")
+	if free >= n {
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skipf("%d free hugepages, %d needed, and not root to reserve more", free, n)
+	}
+	old, err := os.ReadFile(sysctl)
+	if err != nil {
+		t.Skipf("cannot read %s: %v", sysctl, err)
+	}
+	total, _ := strconv.Atoi(strings.TrimSpace(string(old)))
+	if err := os.WriteFile(sysctl, []byte(strconv.Itoa(total+n-free)), 0o644); err != nil {
+		t.Skipf("cannot reserve hugepages: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := os.WriteFile(sysctl, old, 0o644); err != nil {
+			t.Errorf("restore %s to %s: %v", sysctl, strings.TrimSpace(string(old)), err)
+		}
+	})
+	if got := meminfo(t, "HugePages_Free"); got < n {
+		t.Skipf("the kernel found only %d free hugepages (memory fragmented)", got)
+	}
+}
+
+func meminfo(t *testing.T, key string) int {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		t.Skip(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == key+":" {
+			v, _ := strconv.Atoi(f[1])
+			return v
+		}
+	}
+	return 0
 }

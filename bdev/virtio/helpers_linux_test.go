@@ -3,6 +3,7 @@ package virtio
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,7 +63,10 @@ func startQSD(t testing.TB, c qsdConfig) *qsdProc {
 	t.Cleanup(p.kill)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := os.Stat(c.Sock); err == nil {
+		// The socket file appears at bind, before listen: wait until a
+		// connection is accepted (QSD drops it and listens again).
+		if conn, err := net.Dial("unix", c.Sock); err == nil {
+			conn.Close()
 			return p
 		}
 		if time.Now().After(deadline) {
