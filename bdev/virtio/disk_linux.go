@@ -575,7 +575,9 @@ func watch(s *session) string {
 func (d *Disk) lose(reason string) {
 	d.mu.Lock()
 	first := !d.failed.Load()
-	d.lastErr = reason
+	if first {
+		d.lastErr = reason // else keep the first cause (a broken ring)
+	}
 	d.failGen.Add(1)
 	d.failed.Store(true)
 	d.state.Store(int32(StateFailed))
@@ -610,14 +612,18 @@ func wakeChannel(arg any) {
 // then fails the device (and reconnects, if asked to).
 func (d *Disk) ringBroken(q *queue, err error) {
 	d.mu.Lock()
-	s := d.sess
-	if d.lastErr == "" || !d.failed.Load() {
+	first := !d.failed.Load()
+	if first {
 		d.lastErr = fmt.Sprintf("back end broke queue %d: %v", q.idx, err)
+		d.failGen.Add(1)
+		d.failed.Store(true)
+		d.state.Store(int32(StateFailed))
 	}
+	s := d.sess
 	d.mu.Unlock()
-	d.failGen.Add(1)
-	d.failed.Store(true)
-	d.state.Store(int32(StateFailed))
+	if first {
+		d.log.Warn("virtio: bdev failed, outstanding IO fails", "bdev", d.opts.Name, "reason", d.LastError())
+	}
 	if s != nil {
 		s.conn.CloseRead() // wakes the monitor; Close happens there
 	}
