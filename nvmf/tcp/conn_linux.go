@@ -629,6 +629,12 @@ func (c *conn) startCommand(r *req, icLen int) {
 		return
 	}
 	sgl := r.SQE.SGL()
+	if sgl.Len == 0 && icLen == 0 && sgl.Type != proto.SGLTypeKeyedDataBlock {
+		// No data after all (Set Features without a data structure: the
+		// Linux host sends a null Transport SGL).
+		c.exec(r)
+		return
+	}
 	switch {
 	case sgl.Type == proto.SGLTypeDataBlock && sgl.Subtype == proto.SGLSubOffset:
 		switch {

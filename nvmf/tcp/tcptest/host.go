@@ -252,7 +252,7 @@ func (h *Host) Submit(sqe *proto.SQE, write, read []byte) (uint16, error) {
 	case len(read) > 0:
 		sqe.SetSGL(proto.TCPDataSGL(uint32(len(read))))
 	default:
-		sqe.SetSGL(proto.SGL{})
+		sqe.SetSGL(proto.TCPDataSGL(0)) // the null SGL a Linux host sends
 	}
 	st := &h.cmds[cid]
 	*st = cmdState{busy: true, write: write, read: read}
