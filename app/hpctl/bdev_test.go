@@ -62,7 +62,9 @@ func rpcCall(t *testing.T, d *daemon.Daemon, method string, params any) {
 }
 
 // doIO submits n one-block IOs (reads and writes alternately, up to 32
-// outstanding) to the bdev from the main reactor and waits for them.
+// outstanding) to the bdev from the main reactor and waits for them. The
+// channel stays open until the test ends, since a bdev's histograms live
+// in its channels.
 func doIO(t *testing.T, d *daemon.Daemon, name string, n int) {
 	t.Helper()
 	r := d.Group().Main()
@@ -70,12 +72,16 @@ func doIO(t *testing.T, d *daemon.Daemon, name string, n int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer desc.Close()
 	var ch *bdev.IOChannel
 	reactor.Call(r, func() { ch, err = desc.GetChannel(r) })
 	if err != nil {
+		desc.Close()
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { // before the daemon stops (cleanups run last first)
+		reactor.Call(r, ch.PutChannel)
+		desc.Close()
+	})
 	info := desc.Bdev().Info()
 	buf := make([]byte, info.BlockSize) // touched only on the reactor
 	var done, failed atomic.Int64
@@ -117,7 +123,6 @@ func doIO(t *testing.T, d *daemon.Daemon, name string, n int) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	reactor.Call(r, ch.PutChannel)
 	if f := failed.Load(); f != 0 {
 		t.Fatalf("%d of %d IOs failed", f, n)
 	}
