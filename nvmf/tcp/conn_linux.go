@@ -122,6 +122,7 @@ type conn struct {
 	ctx         any
 
 	rxReady, txReady bool
+	rxEOF            bool // the peer shut down or errored: keep reading to the end
 	rxBlocked        bool // a capsule waits for a free request slot
 	rxResume         bool // a slot was freed: process the waiting capsule
 	notify           bool // Handler.QPairDisconnected is due
@@ -349,9 +350,10 @@ func (c *conn) recv() bool {
 				return true
 			}
 			c.advance(n)
-			if n < total {
+			if n < total && !c.rxEOF {
 				// A short read drained the socket; the next byte arriving
-				// raises a new edge.
+				// raises a new edge. (A pending EOF raises none, hence
+				// rxEOF.)
 				c.rxReady = false
 			}
 		}

@@ -91,6 +91,11 @@ func (g *PollGroup) Poll(reactor.Ticks) reactor.Status {
 		if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 			c.rxReady = true
 		}
+		if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			// The end of the stream raises no further edge: read until
+			// readv reports it.
+			c.rxEOF = true
+		}
 		if ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 			c.txReady = true
 		}
