@@ -74,6 +74,9 @@ func FuzzDecode(f *testing.F) {
 			v, err := m.Log()
 			got, again = v, must(t, err, func() (any, error) { m2.PutLog(v); return m2.Log() })
 		case kindConfig:
+			if reply && m.Hdr.Request == GetConfig && m.Hdr.Size == 0 {
+				return // the back-end's failure answer carries no config
+			}
 			var v Config
 			err := m.Config(&v)
 			got, again = v, must(t, err, func() (any, error) { var w Config; m2.PutConfig(&v); err := m2.Config(&w); return w, err })

@@ -441,6 +441,12 @@ func (m *Msg) checkBody(d direction, nfds int) error {
 		var mem Memory
 		err = m.Memory(&mem)
 	case kindConfig:
+		if d == dirReply && req == GetConfig && m.Hdr.Size == 0 {
+			// A back-end answers a GET_CONFIG it cannot serve with an
+			// empty payload (vhost-user.rst, VHOST_USER_GET_CONFIG).
+			want = 0
+			break
+		}
 		var c Config
 		err = m.Config(&c)
 	}

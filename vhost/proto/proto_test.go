@@ -139,6 +139,14 @@ func samples() []sample {
 		{name: "get_config_reply", reply: true,
 			build: func(m *Msg) { m.SetReply(GetConfig); m.PutConfig(&cfgMax) },
 			check: func(t *testing.T, m *Msg) { var got Config; err := m.Config(&got); wantEq(t, got, err, cfgMax) }},
+		{name: "get_config_reply_failed", reply: true, // 0-byte payload: the back-end's error answer
+			build: func(m *Msg) { m.SetReply(GetConfig); m.PutEmpty() },
+			check: func(t *testing.T, m *Msg) {
+				var got Config
+				if m.Hdr.Size != 0 || m.Config(&got) == nil {
+					t.Fatalf("empty GET_CONFIG reply: size %d", m.Hdr.Size)
+				}
+			}},
 		{name: "set_config",
 			build: func(m *Msg) { m.SetRequest(SetConfig, FlagNeedReply); m.PutConfig(&cfg) },
 			check: func(t *testing.T, m *Msg) { var got Config; err := m.Config(&got); wantEq(t, got, err, cfg) }},
