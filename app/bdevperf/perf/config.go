@@ -128,6 +128,9 @@ type Config struct {
 	// DrainTimeout bounds the wait for outstanding IO after the run
 	// (default 10 s); jobs still busy then are reported as stuck.
 	DrainTimeout time.Duration
+	// WriteLog, when set, records the writes that complete, for crash
+	// tests (see WriteLog). Verify only; one WriteLog per Run.
+	WriteLog *WriteLog
 }
 
 // Validate checks the settings that do not depend on the bdevs (Run
@@ -153,6 +156,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Duration <= 0 {
 		return fmt.Errorf("%w: run time (-t) %v must be positive", ErrBadConfig, c.Duration)
+	}
+	if c.WriteLog != nil && c.Workload != Verify {
+		return fmt.Errorf("%w: a write log needs the verify workload, not %s", ErrBadConfig, c.Workload)
 	}
 	if c.ProgressInterval < 0 {
 		return fmt.Errorf("%w: progress interval %v is negative", ErrBadConfig, c.ProgressInterval)

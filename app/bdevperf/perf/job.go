@@ -145,6 +145,7 @@ type job struct {
 	nmis        int
 	errs        [maxDetails]IOError
 	nerrs       int
+	wlog        *writeBuf // Config.WriteLog's buffers for this job, or nil
 }
 
 // jobParams are what newJob needs besides the bdev.
@@ -205,6 +206,9 @@ func newJob(p jobParams) (*job, error) {
 			s.buf = mem.Mem[i*cfg.IOSizeBytes : (i+1)*cfg.IOSizeBytes : (i+1)*cfg.IOSizeBytes]
 			s.iov[0] = s.buf
 		}
+	}
+	if cfg.WriteLog != nil {
+		j.wlog = cfg.WriteLog.add(p.r, j.done, WriteLogJob{Job: p.id, Bdev: info.Name, BlockSize: info.BlockSize, Seed: p.seed})
 	}
 	j.cb = j.complete
 	return j, nil
@@ -319,6 +323,9 @@ func (j *job) complete(io *bdev.IO) {
 	}
 	if j.wl == Verify {
 		if s.phase == phaseWrite && ok {
+			if j.wlog != nil {
+				j.wlog.push(io.OffsetBlocks, io.NumBlocks, s.seq)
+			}
 			s.phase = phaseRead
 		} else {
 			if s.phase == phaseRead && ok {
