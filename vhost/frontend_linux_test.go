@@ -40,6 +40,7 @@ type frontend struct {
 	inflFD    int
 	inflQueue uint16
 	inflSize  uint16
+	opts      feOpts
 }
 
 // fqueue is one virtqueue of the front-end.
@@ -68,8 +69,17 @@ type feOpts struct {
 
 const feGPA = 0x4000_0000
 
-// dialFrontend connects and sets up everything but the rings.
+// dialFrontend makes the guest memory, connects, negotiates and lays out
+// the rings (not started: startAll / startQueue do that).
 func dialFrontend(t testing.TB, sock string, o feOpts) *frontend {
+	t.Helper()
+	f := newFrontend(t, o)
+	f.connect(sock)
+	return f
+}
+
+// newFrontend makes the guest memory and the driver rings, not connected.
+func newFrontend(t testing.TB, o feOpts) *frontend {
 	t.Helper()
 	if o.memMiB == 0 {
 		o.memMiB = 64
@@ -80,16 +90,13 @@ func dialFrontend(t testing.TB, sock string, o feOpts) *frontend {
 	if o.qsize == 0 {
 		o.qsize = 128
 	}
-	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: sock, Net: "unix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &frontend{t: t, conn: conn, memfd: -1, inflFD: -1, gpa: feGPA}
+	f := &frontend{t: t, memfd: -1, inflFD: -1, gpa: feGPA, opts: o}
 	t.Cleanup(f.close)
 	flags := unix.MFD_CLOEXEC
 	if o.hugetlb {
 		flags |= unix.MFD_HUGETLB
 	}
+	var err error
 	if f.memfd, err = unix.MemfdCreate("guest", flags); err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +112,41 @@ func dialFrontend(t testing.TB, sock string, o feOpts) *frontend {
 	if f.gm, err = virtq.NewGuestMemory(virtq.NewRegion(f.gpa, f.uaddr, f.mem)); err != nil {
 		t.Fatal(err)
 	}
+	// Rings first, buffers after them.
+	off := uint64(0)
+	for i := range o.queues {
+		lay, err := virtq.NewLayout(o.qsize, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := &fqueue{f: f, idx: i, size: o.qsize, ringAt: off, lay: lay, done: map[uint16]uint32{},
+			used: make([]virtq.Used, 256), kick: -1, call: -1}
+		off = (off + lay.Len + 4095) &^ 4095
+		if q.drv, err = virtq.NewDriver(f.gm, q.cfg(o.eventIdx)); err != nil {
+			t.Fatal(err)
+		}
+		f.queues = append(f.queues, q)
+	}
+	f.lo, f.bump = off, off
+	return f
+}
 
+// connect dials the target and sends what QEMU sends before starting
+// rings: features, protocol features, owner, config, inflight area (a new
+// one the first time, the same one on a reconnect) and the memory table.
+func (f *frontend) connect(sock string) {
+	t := f.t
+	t.Helper()
+	if f.conn != nil {
+		f.conn.Close()
+	}
+	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.conn = conn
+	f.protocol = 0
+	o := f.opts
 	f.offered = f.getU64(proto.GetFeatures)
 	if f.offered&proto.FeatureProtocolFeatures == 0 {
 		t.Fatalf("target does not offer VHOST_USER_F_PROTOCOL_FEATURES: %#x", f.offered)
@@ -118,8 +159,8 @@ func dialFrontend(t testing.TB, sock string, o feOpts) *frontend {
 	if pf&want != want {
 		t.Fatalf("protocol features %#x lack %#x", pf, want)
 	}
-	f.protocol = want
 	f.send(proto.SetProtocolFeatures, func(m *proto.Msg) { m.PutU64(want) })
+	f.protocol = want
 	if n := f.getU64(proto.GetQueueNum); n < uint64(o.queues) {
 		t.Fatalf("target supports %d queues", n)
 	}
@@ -134,28 +175,19 @@ func dialFrontend(t testing.TB, sock string, o feOpts) *frontend {
 	}
 	f.send(proto.SetFeatures, func(m *proto.Msg) { m.PutU64(f.features) })
 	if o.inflight {
-		f.getInflight(uint16(o.queues), o.qsize)
+		if f.inflight == nil {
+			f.getInflight(uint16(o.queues), o.qsize)
+		}
 		f.setInflight()
 	}
 	f.setMemTable()
-	// Rings first, buffers after them.
-	off := uint64(0)
-	for i := range o.queues {
-		lay, err := virtq.NewLayout(o.qsize, 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := &fqueue{f: f, idx: i, size: o.qsize, ringAt: off, lay: lay, done: map[uint16]uint32{},
-			used: make([]virtq.Used, 256), kick: -1, call: -1}
-		off = (off + lay.Len + 4095) &^ 4095
-		cfg := q.cfg(o.eventIdx)
-		if q.drv, err = virtq.NewDriver(f.gm, cfg); err != nil {
-			t.Fatal(err)
-		}
-		f.queues = append(f.queues, q)
-	}
-	f.lo, f.bump = off, off
-	return f
+}
+
+// usedIdx reads the used index of ring q from guest memory: the base QEMU
+// restarts a ring from after its back-end died.
+func (q *fqueue) usedIdx() uint16 {
+	off := q.ringAt + q.lay.UsedOff + 2
+	return uint16(q.f.mem[off]) | uint16(q.f.mem[off+1])<<8
 }
 
 func (q *fqueue) cfg(eventIdx bool) virtq.Config {
