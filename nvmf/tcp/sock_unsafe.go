@@ -26,3 +26,34 @@ func writev(fd int, iov []unix.Iovec) (int, unix.Errno) {
 	n, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(iov))), uintptr(len(iov)))
 	return int(n), e
 }
+
+// acceptBuf is a listener's preallocated peer address for accept4(2):
+// unix.Accept4 allocates one on every call, EAGAIN included, which the
+// acceptor poller would pay every period.
+type acceptBuf struct {
+	rsa unix.RawSockaddrAny
+	n   uint32
+}
+
+// accept4 accepts one connection; the peer address stays in b until the
+// next call.
+func accept4(fd int, b *acceptBuf, flags int) (int, unix.Errno) {
+	b.n = unix.SizeofSockaddrAny
+	nfd, _, e := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(&b.rsa)), uintptr(unsafe.Pointer(&b.n)), uintptr(flags), 0, 0)
+	return int(nfd), e
+}
+
+// peer decodes the address of the last accept4: IP bytes and port.
+func (b *acceptBuf) peer() (ip []byte, port int, ok bool) {
+	switch b.rsa.Addr.Family {
+	case unix.AF_INET:
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&b.rsa))
+		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+		return append([]byte(nil), sa.Addr[:]...), int(p[0])<<8 | int(p[1]), true
+	case unix.AF_INET6:
+		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&b.rsa))
+		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+		return append([]byte(nil), sa.Addr[:]...), int(p[0])<<8 | int(p[1]), true
+	}
+	return nil, 0, false
+}

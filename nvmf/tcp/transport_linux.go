@@ -58,6 +58,7 @@ var _ nvmf.Transport = (*Transport)(nil)
 type listener struct {
 	addr nvmf.ListenAddr
 	fd   int
+	ab   acceptBuf
 }
 
 // New validates o and returns a transport with no listener.
@@ -175,10 +176,10 @@ func (t *Transport) Accept() int {
 	n := 0
 	for _, l := range t.listeners {
 		for i := 0; i < acceptBatch; i++ {
-			fd, sa, err := unix.Accept4(l.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-			if err != nil {
-				if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) && !errors.Is(err, unix.ECONNABORTED) {
-					t.log.Warn("nvmf/tcp: accept", "addr", l.addr.String(), "err", err)
+			fd, e := accept4(l.fd, &l.ab, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			if e != 0 {
+				if e != unix.EAGAIN && e != unix.EINTR && e != unix.ECONNABORTED {
+					t.log.Warn("nvmf/tcp: accept", "addr", l.addr.String(), "err", e)
 				}
 				break
 			}
@@ -188,7 +189,7 @@ func (t *Transport) Accept() int {
 			}
 			g := t.groups[t.rr%len(t.groups)]
 			t.rr++
-			c := newConn(t, g, fd, l.addr, peerAddr(sa, l.addr))
+			c := newConn(t, g, fd, l.addr, l.peerAddr())
 			if err := reactor.Send(g.r, addConnMsg, c); err != nil {
 				unix.Close(fd)
 				continue
@@ -199,16 +200,17 @@ func (t *Transport) Accept() int {
 	return n
 }
 
-func peerAddr(sa unix.Sockaddr, l nvmf.ListenAddr) nvmf.ListenAddr {
-	p := nvmf.ListenAddr{TrType: l.TrType, AdrFam: l.AdrFam}
-	switch s := sa.(type) {
-	case *unix.SockaddrInet4:
-		p.TrAddr = net.IP(s.Addr[:]).String()
-		p.TrSvcID = strconv.Itoa(s.Port)
+func (l *listener) peerAddr() nvmf.ListenAddr {
+	p := nvmf.ListenAddr{TrType: l.addr.TrType, AdrFam: l.addr.AdrFam}
+	ip, port, ok := l.ab.peer()
+	if !ok {
+		return p
+	}
+	p.TrAddr = net.IP(ip).String()
+	p.TrSvcID = strconv.Itoa(port)
+	if len(ip) == net.IPv4len {
 		p.AdrFam = "IPv4"
-	case *unix.SockaddrInet6:
-		p.TrAddr = net.IP(s.Addr[:]).String()
-		p.TrSvcID = strconv.Itoa(s.Port)
+	} else {
 		p.AdrFam = "IPv6"
 	}
 	return p
