@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"hyperpath/bdev"
+	"hyperpath/reactor"
 )
 
 // Options configure a Device.
@@ -185,8 +186,9 @@ func (d *Device) ReadConfig(dst []byte, offset uint32) error {
 // measured over 10 ms windows; delayBaseUs 0 turns coalescing off. Queues
 // pick the new values up at their next window.
 func (d *Device) SetCoalescing(delayBaseUs, iopsThreshold uint32) error {
-	if delayBaseUs > 10_000_000 {
-		return fmt.Errorf("delay_base_us %d is larger than 10 s: %w", delayBaseUs, ErrCoalescing)
+	// As SPDK: the delay in clock ticks must fit 32 bits.
+	if uint64(delayBaseUs)*reactor.TickRate()/1_000_000 >= 1<<32 {
+		return fmt.Errorf("delay_base_us %d overflows 32 bits of clock ticks: %w", delayBaseUs, ErrCoalescing)
 	}
 	if uint64(iopsThreshold)*statsIntervalMs/1000 == 0 {
 		return fmt.Errorf("iops_threshold %d is below the minimum of %d: %w", iopsThreshold, 1000/statsIntervalMs, ErrCoalescing)
