@@ -115,10 +115,18 @@ func (rr *randReader) run(b *testing.B) {
 // benchmark goroutine; QSD runs its own thread. This is the baseline our
 // own vhost target is compared with (BenchmarkVirtioTarget).
 //
-// Reference (2026-11-25, 2 vCPU VM shared with other engineers' builds,
-// Go 1.26.8, QSD 7.2.22, 4 KiB pages — no hugepages reserved; go test
-// -run '^$' -bench VirtioQSD -benchtime 1s ./bdev/virtio/): see the
-// report in the package history; numbers vary with the machine's load.
+// Reference results, Go 1.26.8, QSD 7.2.22, 4 KiB pages (no hugepages
+// reserved), buffers from AllocBuffer; go test -run '^$' -bench
+// 'VirtioQSD|VirtioTarget' -benchtime 2s ./bdev/virtio/:
+//
+//	16-core Intel Xeon VM, otherwise idle (2026-11-25):
+//	  QSD 4K/QD1:     209k IOPS, avg 4.7 µs, p99 15.6 µs, 1 kick/IO, 0 allocs/op
+//	  QSD 4K/QD32:   1.10M IOPS, avg 29 µs,  p99 76 µs, 0.0007 kicks/IO, 0 allocs/op
+//	2 vCPU AMD EPYC VM shared with other builds, load ~5 (2026-11-25):
+//	  QSD 4K/QD1:    27-74k IOPS, avg 13-36 µs, p99 42-490 µs, 0 allocs/op
+//	  QSD 4K/QD32:  347-666k IOPS, avg 48-92 µs, p99 0.2-1.9 ms, 0 allocs/op
+//
+// See BenchmarkVirtioTarget for our own target on the same machines.
 func BenchmarkVirtioQSD(b *testing.B) {
 	for _, qd := range []int{1, 32} {
 		b.Run(fmt.Sprintf("4K/QD%d", qd), func(b *testing.B) {
