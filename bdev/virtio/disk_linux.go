@@ -139,6 +139,7 @@ type Disk struct {
 
 	mu          sync.Mutex // control plane: sess, closing, queue owners, lastErr
 	sess        *session
+	dialing     *session // a reconnect's handshake in progress
 	closing     bool
 	lastErr     string
 	reconnects  uint64
@@ -414,12 +415,15 @@ func (d *Disk) Destroy() error {
 		return nil
 	}
 	d.closing = true
-	s := d.sess
+	s, p := d.sess, d.dialing
 	d.sess = nil
 	close(d.stop)
 	d.mu.Unlock()
 	if s != nil {
 		s.close()
+	}
+	if p != nil {
+		p.close() // cuts a reconnect's handshake short
 	}
 	<-d.monitorDone
 	d.state.Store(int32(StateClosed))
@@ -717,7 +721,18 @@ func (d *Disk) redial() (*session, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.mu.Lock()
+	if d.closing {
+		d.mu.Unlock()
+		s.close()
+		return nil, errors.New("device destroyed")
+	}
+	d.dialing = s
+	d.mu.Unlock()
 	fail := func(err error) (*session, error) {
+		d.mu.Lock()
+		d.dialing = nil
+		d.mu.Unlock()
 		s.close()
 		return nil, err
 	}
@@ -737,6 +752,9 @@ func (d *Disk) redial() (*session, error) {
 	if err := d.startSession(s); err != nil {
 		return fail(err)
 	}
+	d.mu.Lock()
+	d.dialing = nil
+	d.mu.Unlock()
 	return s, nil
 }
 

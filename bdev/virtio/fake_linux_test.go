@@ -4,8 +4,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,6 +38,10 @@ type fakeBackend struct {
 	// ready runs on the back end's goroutine once every ring is enabled.
 	ready func(mem *virtq.GuestMemory, rings []virtq.Config, calls []int)
 	done  chan struct{}
+
+	mu       sync.Mutex
+	conn     *net.UnixConn
+	stopOnce sync.Once
 }
 
 func newFakeBackend(t *testing.T) *fakeBackend {
@@ -56,9 +62,21 @@ func (fb *fakeBackend) start() {
 	}
 	fb.ln = ln
 	go fb.serve()
-	fb.t.Cleanup(func() {
-		ln.Close()
+	fb.t.Cleanup(fb.stop)
+}
+
+// stop closes the listener and the connection, waits for the back end's
+// goroutine and removes the socket. Idempotent.
+func (fb *fakeBackend) stop() {
+	fb.stopOnce.Do(func() {
+		fb.ln.Close()
+		fb.mu.Lock()
+		if fb.conn != nil {
+			fb.conn.Close()
+		}
+		fb.mu.Unlock()
 		<-fb.done
+		os.Remove(fb.sock)
 	})
 }
 
@@ -68,6 +86,9 @@ func (fb *fakeBackend) serve() {
 	if err != nil {
 		return
 	}
+	fb.mu.Lock()
+	fb.conn = c
+	fb.mu.Unlock()
 	defer c.Close()
 	var (
 		m     proto.Msg
@@ -197,7 +218,7 @@ func TestHandshakeFailures(t *testing.T) {
 			fb := newFakeBackend(t)
 			c.setup(fb)
 			fb.start()
-			_, err := New(Options{Name: "F", SocketPath: fb.sock, QueueSize: 16, ConnectTimeout: 300 * time.Millisecond})
+			_, err := New(Options{Name: "F", SocketPath: fb.sock, QueueSize: 16, ConnectTimeout: time.Second})
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("got %v, want an error containing %q", err, c.want)
 			}
@@ -249,5 +270,37 @@ func TestBrokenRing(t *testing.T) {
 	}
 	if st := e.do(ch, bdev.IOWrite, 3, 1, buf); st != bdev.StatusFailed {
 		t.Fatalf("write after the ring broke: %v", st)
+	}
+}
+
+// TestReconnectChecksGeometry: after the back end went away, a new one
+// with another capacity is refused (the generic layer and the submitters
+// rely on the geometry) and the device keeps retrying until a back end of
+// the same geometry answers.
+func TestReconnectChecksGeometry(t *testing.T) {
+	fb1 := newFakeBackend(t)
+	fb1.start()
+	e := newEnv(t)
+	d := e.attach(Options{Name: "F", SocketPath: fb1.sock, QueueSize: 16,
+		ReconnectDelay: 10 * time.Millisecond, ConnectTimeout: 2 * time.Second})
+	fb1.stop()
+	e.wait(func() bool { return d.State() == StateFailed })
+
+	fb2 := newFakeBackend(t)
+	fb2.sock = fb1.sock
+	fb2.config.CapacitySectors *= 2
+	fb2.start()
+	e.wait(func() bool { return strings.Contains(d.LastError(), "the device had 2048 of 4096") })
+	if d.State() != StateFailed {
+		t.Fatalf("state %v after a refused reconnect", d.State())
+	}
+	fb2.stop()
+
+	fb3 := newFakeBackend(t)
+	fb3.sock = fb1.sock
+	fb3.start()
+	e.wait(func() bool { return d.State() == StateConnected })
+	if d.Reconnects() != 1 || d.LastError() != "" {
+		t.Fatalf("%d reconnects, last error %q", d.Reconnects(), d.LastError())
 	}
 }

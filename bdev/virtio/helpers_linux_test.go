@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -216,14 +215,4 @@ func fileAt(t testing.TB, path string, off int64, n int) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// hasPrefixLine reports whether some line of s starts with p (for logs).
-func hasPrefixLine(s, p string) bool {
-	for _, l := range strings.Split(s, "\n") {
-		if strings.HasPrefix(l, p) {
-			return true
-		}
-	}
-	return false
 }
