@@ -303,6 +303,7 @@ type session struct {
 	maxIC  uint32
 
 	hdr  [256]byte
+	dgst [4]byte
 	data []byte
 	out  []byte
 	h    proto.PDUHeader
@@ -372,11 +373,11 @@ func (s *session) readPDU() error {
 		}
 	}
 	if s.h.DataDigest {
-		var d [4]byte
-		if _, err := io.ReadFull(s.c, d[:]); err != nil {
+		d := s.dgst[:]
+		if _, err := io.ReadFull(s.c, d); err != nil {
 			return err
 		}
-		if proto.CRC32C(s.data[:s.h.DataLen]) != proto.GetDigest(d[:]) {
+		if proto.CRC32C(s.data[:s.h.DataLen]) != proto.GetDigest(d) {
 			return errClose
 		}
 	}
@@ -553,11 +554,11 @@ func (s *session) readH2C(cid uint16, want uint32, buf []byte) error {
 		return err
 	}
 	if s.h.DataDigest {
-		var d [4]byte
-		if _, err := io.ReadFull(s.c, d[:]); err != nil {
+		d := s.dgst[:]
+		if _, err := io.ReadFull(s.c, d); err != nil {
 			return err
 		}
-		if proto.CRC32C(dst) != proto.GetDigest(d[:]) {
+		if proto.CRC32C(dst) != proto.GetDigest(d) {
 			return errClose
 		}
 	}
