@@ -165,18 +165,6 @@ type jsonInt string
 // MarshalJSON implements json.Marshaler.
 func (n jsonInt) MarshalJSON() ([]byte, error) { return []byte(n), nil }
 
-// argValue is the flag.Value of a valued option.
-type argValue struct{ a *pyArg }
-
-func (v argValue) String() string {
-	if v.a == nil {
-		return ""
-	}
-	return v.a.raw
-}
-
-func (v argValue) Set(s string) error { return v.a.set(s) }
-
 // argBool is the flag.Value of a boolean option; neg is set for
 // store_false and for the --no- form of a BooleanOptionalAction.
 type argBool struct {
@@ -208,11 +196,12 @@ type pyArgs struct {
 	fs     *flag.FlagSet
 	list   []*pyArg
 	byDest map[string]*pyArg
-	excl   [][2]string // mutually exclusive dests
+	byFlag map[string]*pyArg // option name (no dashes) to argument
+	excl   [][2]string       // mutually exclusive dests
 }
 
 func newPyArgs(fs *flag.FlagSet) *pyArgs {
-	return &pyArgs{fs: fs, byDest: map[string]*pyArg{}}
+	return &pyArgs{fs: fs, byDest: map[string]*pyArg{}, byFlag: map[string]*pyArg{}}
 }
 
 func (p *pyArgs) add(a *pyArg) *pyArg {
@@ -236,14 +225,23 @@ func (p *pyArgs) flag(dest, names string, kind argKind, help string) *pyArg {
 	if kind == argStoreFalse {
 		a.b = true
 	}
+	// Valued options are plain string flags (so -h shows STRING, or the
+	// type named in back quotes); parse checks what was given.
+	switch kind {
+	case argInt:
+		help += " (`int`)"
+	case argFloat:
+		help += " (`float`)"
+	}
 	for _, n := range a.names {
+		p.byFlag[n] = a
 		switch kind {
 		case argStoreTrue, argOptBool:
 			p.fs.Var(argBool{a: a}, n, help)
 		case argStoreFalse:
 			p.fs.Var(argBool{a: a, neg: true}, n, help)
 		default:
-			p.fs.Var(argValue{a: a}, n, help)
+			p.fs.StringVar(&a.raw, n, "", help)
 		}
 	}
 	if kind == argOptBool {
@@ -293,6 +291,17 @@ func (p *pyArgs) synopsis() string {
 // types and choices, required arguments (reported together, in
 // declaration order), extra arguments and mutually exclusive options.
 func (p *pyArgs) parse(args []string) error {
+	var err error
+	p.fs.Visit(func(f *flag.Flag) {
+		a := p.byFlag[f.Name]
+		if a == nil || a.given || err != nil {
+			return // not ours (--json), a bool (already marked), or failed
+		}
+		err = a.set(a.raw)
+	})
+	if err != nil {
+		return err
+	}
 	var missing []string
 	for _, a := range p.list {
 		if a.names == nil {

@@ -672,6 +672,16 @@ func TestHelpEveryCommand(t *testing.T) {
 			if !strings.Contains(strings.SplitN(out, "\n", 2)[0], p.synopsis()) {
 				t.Errorf("%s -h: usage line lacks %q:\n%s", name, p.synopsis(), out)
 			}
+			// -h lists options with the same help text as one option.
+			usage := map[string]string{}
+			p.fs.VisitAll(func(f *flag.Flag) {
+				if a := p.byFlag[f.Name]; a != nil {
+					if d, ok := usage[f.Usage]; ok && d != a.dest {
+						t.Errorf("%s: %s and %s have the same help text", name, d, a.dest)
+					}
+					usage[f.Usage] = a.dest
+				}
+			})
 			for _, a := range p.list {
 				for _, n := range a.names {
 					if !regexp.MustCompile(`(?m)^  (.*, )?` + regexp.QuoteMeta(dashed(n)) + `( |,|$)`).MatchString(out) {

@@ -38,8 +38,8 @@ var hgrmHeader = fmt.Sprintf("%12s %14s %10s %14s", "Value", "Percentile", "Tota
 
 // maxHistogramB64 bounds the encoded histogram accepted from the server
 // (the daemon's, 1 ns to 120 s at 3 digits, is well under 1 MiB even
-// with every counter set).
-const maxHistogramB64 = 16 << 20
+// with every counter set). A variable so that tests can lower it.
+var maxHistogramB64 = 16 << 20
 
 // hdrResult is bdev_get_histogram_hdr's result.
 type hdrResult struct {

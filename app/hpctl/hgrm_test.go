@@ -244,6 +244,8 @@ func sampleHist() *hdr.Histogram {
 }
 
 func TestDecodeHdrResult(t *testing.T) {
+	defer func(n int) { maxHistogramB64 = n }(maxHistogramB64)
+	maxHistogramB64 = 64 << 10
 	h := sampleHist()
 	good := encodeResult(t, "ns", 1000, h)
 	enc, _ := h.Encode(hdr.V2CompressedEncodingCookieBase)
