@@ -38,12 +38,14 @@ type env struct {
 }
 
 type envOpts struct {
-	reactors  int
-	topts     func(o *nvmf.TransportOpts)
-	noSubsys  bool
-	allowAny  bool
-	blockSize uint32
-	blocks    uint64
+	reactors    int
+	topts       func(o *nvmf.TransportOpts)
+	noSubsys    bool
+	noTransport bool
+	noMalloc    bool
+	allowAny    bool
+	blockSize   uint32
+	blocks      uint64
 }
 
 func testLogger() *slog.Logger {
@@ -105,7 +107,9 @@ func newEnv(t *testing.T, o envOpts) *env {
 		}
 	})
 	e.reg = bdev.NewRegistry(bdev.Options{Reactors: e.reactors})
-	e.addMalloc("Malloc0", o.blockSize, o.blocks)
+	if !o.noMalloc {
+		e.addMalloc("Malloc0", o.blockSize, o.blocks)
+	}
 	tgt, err := New(Options{Registry: e.reg, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -117,8 +121,10 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if o.topts != nil {
 		o.topts(&topts)
 	}
-	if _, err := tgt.CreateTransport("tcp", topts); err != nil {
-		t.Fatal(err)
+	if !o.noTransport {
+		if _, err := tgt.CreateTransport("tcp", topts); err != nil {
+			t.Fatal(err)
+		}
 	}
 	port := freePort(t)
 	e.addr = nvmf.ListenAddr{TrType: "TCP", AdrFam: "IPv4", TrAddr: "127.0.0.1", TrSvcID: port}
