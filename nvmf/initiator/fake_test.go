@@ -278,8 +278,10 @@ func fakeIOQueue(t *testing.T, dg proto.Digest, icMax uint32, script func(f *fak
 func TestFakeR2TFlow(t *testing.T) {
 	data := make([]byte, 10000)
 	pattern(data, 3)
-	recv := make([]byte, len(data))
+	recvCh := make(chan []byte, 1)
 	q := fakeIOQueue(t, proto.DigestData, 0, func(f *fakeCtrl) {
+		recv := make([]byte, len(data))
+		defer func() { recvCh <- recv }()
 		if !f.read() || f.h.Type != proto.PDUCapsuleCmd || f.h.DataLen != 0 {
 			f.t.Error("no write capsule without data")
 			return
@@ -315,7 +317,7 @@ func TestFakeR2TFlow(t *testing.T) {
 	if err != nil || !st.Success() {
 		t.Fatalf("write: %v %v", st, err)
 	}
-	if !bytes.Equal(recv, data) {
+	if !bytes.Equal(<-recvCh, data) {
 		t.Fatal("controller received other data")
 	}
 }
