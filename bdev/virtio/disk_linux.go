@@ -124,6 +124,7 @@ type Disk struct {
 	segMax      int    // data descriptors per request
 	unit        uint64 // bytes per bounce descriptor
 	maxChunks   int    // bounce chunks one IO may take
+	maxXfer     uint64 // bytes of the largest read or write
 	sectorShift uint   // log2(blk_size / 512)
 	queues      []*queue
 	arena       *arena
@@ -238,7 +239,7 @@ func New(o Options) (*Disk, error) {
 		UUID:              o.UUID,
 		BlockSize:         d.cfg.BlkSize,
 		NumBlocks:         d.cfg.CapacitySectors >> d.sectorShift,
-		MaxTransferBlocks: uint64(d.maxTransfer()) / uint64(d.cfg.BlkSize),
+		MaxTransferBlocks: d.maxXfer / uint64(d.cfg.BlkSize),
 		WriteCache:        d.cfg.Writeback,
 		Module:            ModuleName,
 	}
@@ -278,6 +279,7 @@ func (d *Disk) plan(s *session) error {
 		return fmt.Errorf("virtio bdev %q: seg_max %d and size_max %d allow less than one %d-byte block per request",
 			o.Name, d.cfg.SegMax, d.cfg.SizeMax, d.cfg.BlkSize)
 	}
+	d.maxXfer = uint64(d.maxTransfer())
 	d.maxChunks = (d.maxTransfer() + BounceChunkSize - 1) / BounceChunkSize
 	if d.maxChunks > o.BounceChunks {
 		return fmt.Errorf("virtio bdev %q: %d bounce chunks per queue cannot hold one %d-byte request", o.Name, o.BounceChunks, d.maxTransfer())
@@ -371,6 +373,7 @@ func (d *Disk) Supports(t bdev.IOType) bool {
 // other reactor's channel holds, preferring queue (reactor ID mod
 // vq_count).
 func (d *Disk) NewChannel(r *reactor.Reactor) (bdev.Channel, error) {
+	r.AssertCurrent()
 	c := &channel{d: d, r: r}
 	d.mu.Lock()
 	n := len(d.queues)

@@ -166,8 +166,9 @@ type channel struct {
 
 var _ bdev.Channel = (*channel)(nil)
 
-// Submit implements bdev.Channel.
+// Submit implements bdev.Channel. Reactor c.r only.
 func (c *channel) Submit(io *bdev.IO) {
+	c.r.AssertCurrent()
 	if c.d.failed.Load() {
 		io.Complete(bdev.StatusFailed)
 		return
@@ -249,9 +250,9 @@ func (c *channel) submitRW(io *bdev.IO, typ uint32) {
 	bounced := false
 	if !c.mapIovs(io.Iovs, data) {
 		*data = (*data)[:base]
-		if !c.bounce(io, si, typ, data) {
+		if st := c.bounce(io, si, typ, data); st != bdev.StatusSuccess {
 			c.putSlot(si)
-			io.Complete(bdev.StatusNoMem)
+			io.Complete(st)
 			return
 		}
 		bounced = true
@@ -303,14 +304,19 @@ func (c *channel) mapIovs(iovs [][]byte, data *[]virtq.Buf) bool {
 }
 
 // bounce takes chunks for io's payload, copies a write's data into them
-// and appends their descriptors. It reports false when the pool is short.
-func (c *channel) bounce(io *bdev.IO, si uint16, typ uint32, data *[]virtq.Buf) bool {
+// and appends their descriptors. It returns StatusNoMem when the pool is
+// short for now, and StatusInvalid for an IO larger than the maximum
+// transfer (which the generic layer's splitting rules out).
+func (c *channel) bounce(io *bdev.IO, si uint16, typ uint32, data *[]virtq.Buf) bdev.Status {
 	q, d := c.q, c.d
 	total := bdev.IovLen(io.Iovs)
 	cs := d.lay.chunkSize
 	need := int((total + cs - 1) / cs)
-	if need > len(q.freeChunks) || need > d.maxChunks {
-		return false
+	if need > d.maxChunks || total > d.maxXfer {
+		return bdev.StatusInvalid
+	}
+	if need > len(q.freeChunks) {
+		return bdev.StatusNoMem
 	}
 	sl := &q.slots[si]
 	var off uint64
@@ -330,7 +336,7 @@ func (c *channel) bounce(io *bdev.IO, si uint16, typ uint32, data *[]virtq.Buf) 
 		off += l
 	}
 	sl.nchunks = need
-	return true
+	return bdev.StatusSuccess
 }
 
 func (c *channel) submitFlush(io *bdev.IO) {
@@ -483,9 +489,10 @@ func (c *channel) finish(io *bdev.IO, ok bool) {
 	}
 }
 
-// poll reaps completed requests, resumes parked ranges and sends the
-// kick deferred meanwhile.
+// poll is the channel's poller (reactor c.r only): it reaps completed
+// requests, resumes parked ranges and sends the kick deferred meanwhile.
 func (c *channel) poll(reactor.Ticks) reactor.Status {
+	c.r.AssertCurrent()
 	q := c.q
 	if c.armed {
 		c.armed = false
@@ -581,6 +588,7 @@ func (c *channel) arm() bool {
 // Close implements bdev.Channel. It runs on the channel's reactor after
 // its IO completed.
 func (c *channel) Close() {
+	c.r.AssertCurrent()
 	c.closed = true
 	c.poller.Unregister()
 	c.r.UnwatchFd(c.q.callFd)
