@@ -3,9 +3,14 @@ package virtio
 import (
 	"bytes"
 	"fmt"
+	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"testing"
+	"time"
 
 	"hyperpath/bdev"
 	"hyperpath/bdev/malloc"
@@ -136,6 +141,80 @@ func BenchmarkVirtioTarget(b *testing.B) {
 				if s := d.Stats(); s.BouncedIOs != 0 {
 					b.Fatalf("%d IOs bounced", s.BouncedIOs)
 				}
+				b.ReportMetric(float64(d.Stats().Kicks)/float64(d.Stats().Requests), "kicks/IO")
+			})
+		}
+	}
+}
+
+// daemonTarget starts the hyperpath daemon named by $HYPERPATH_BIN (build
+// it with go build -o build/hyperpath ./app/hyperpath) as a second
+// process exporting a 1 GiB null bdev as vhost-user-blk controller
+// "vhost.0", kills it by PID when the test ends, and returns the socket.
+// It skips when HYPERPATH_BIN is not set.
+func daemonTarget(tb testing.TB, poll bool) string {
+	tb.Helper()
+	bin := os.Getenv("HYPERPATH_BIN")
+	if bin == "" {
+		tb.Skip("set HYPERPATH_BIN to a hyperpath daemon binary to run our target in a second process")
+	}
+	dir := rpctest.SockDir(tb)
+	cfg := `{"subsystems":[{"subsystem":"bdev","config":[
+		{"method":"bdev_null_create","params":{"name":"Null0","num_blocks":2097152,"block_size":512}}]},
+		{"subsystem":"vhost_blk","config":[
+		{"method":"vhost_create_blk_controller","params":{"ctrlr":"vhost.0","dev_name":"Null0"}}]}]}`
+	cfgPath := filepath.Join(dir, "cfg.json")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	args := []string{"-m", "0x1", "-r", filepath.Join(dir, "rpc.sock"), "-S", dir, "-c", cfgPath}
+	if poll {
+		args = append(args, "--poll")
+	}
+	cmd := exec.Command(bin, args...)
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	})
+	sock := filepath.Join(dir, "vhost.0")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			return sock
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("daemon did not serve %s: %s", sock, log.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// BenchmarkVirtioDaemon is BenchmarkVirtioTarget with the target in a
+// second process: the hyperpath daemon ($HYPERPATH_BIN, -m 0x1) exporting
+// a null bdev, as QSD is in BenchmarkVirtioQSD. Skipped unless
+// HYPERPATH_BIN is set.
+func BenchmarkVirtioDaemon(b *testing.B) {
+	for _, poll := range []bool{true, false} {
+		name := "adaptive"
+		if poll {
+			name = "poll"
+		}
+		for _, qd := range []int{1, 32} {
+			b.Run(fmt.Sprintf("%s/4K/QD%d", name, qd), func(b *testing.B) {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				sock := daemonTarget(b, poll)
+				e := newEnv(b)
+				d := e.attach(Options{Name: "Bench0", SocketPath: sock, QueueSize: 256})
+				ch := e.channel("Bench0")
+				rr := newRandReader(e, ch, d.AllocBuffer, qd, 4096)
+				rr.run(b)
 				b.ReportMetric(float64(d.Stats().Kicks)/float64(d.Stats().Requests), "kicks/IO")
 			})
 		}
