@@ -77,6 +77,11 @@ Output:
                       HdrHistogram percentile file (.hgrm), in microseconds.
       --json-output FILE
                       write the results as JSON.
+      --write-log FILE
+                      with -w verify: append each write that completed (job,
+                      offset, blocks, sequence number) to FILE every 10 ms,
+                      for crash tests that kill bdevperf and check the device
+                      (format and checker: package perf, WriteLog).
   -h, --help          this help.
 
 Exit status: 0 on success, 1 when the run failed (IO errors, verify
@@ -98,6 +103,7 @@ type options struct {
 	poll        bool
 	hgrm        string
 	jsonOut     string
+	writeLog    string
 	mallocMB    int
 	nullMB      int
 	blockSize   int
@@ -149,6 +155,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Float64Var(&o.progressSec, "S", 1, "")
 	fs.StringVar(&o.hgrm, "hgrm", "", "")
 	fs.StringVar(&o.jsonOut, "json-output", "", "")
+	fs.StringVar(&o.writeLog, "write-log", "", "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -205,7 +212,7 @@ func (o *options) finish() error {
 	if o.wait && o.rpcSocket == "" {
 		o.rpcSocket = "/var/tmp/spdk.sock"
 	}
-	return nil
+	return o.checkWriteLog()
 }
 
 func secondsDuration(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
@@ -300,7 +307,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 // requested files.
 func runOnce(ctx context.Context, env *env, o *options, stdout io.Writer) (*perf.Result, error) {
 	printPlan(stdout, o)
+	wl, err := startWriteLog(o)
+	if err != nil {
+		return nil, err
+	}
 	res, err := perf.Run(ctx, o.cfg, env.Registry(), env.Group(), stdout)
+	if werr := wl.Close(); err == nil {
+		err = werr
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package perf
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -251,4 +252,27 @@ func FuzzReadWriteLog(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCheckBlockMatchesCheckPattern holds the crash check's block test to
+// the verify workload's: the same verdict and offset for pattern blocks
+// with every word damaged in turn, and for foreign blocks.
+func TestCheckBlockMatchesCheckPattern(t *testing.T) {
+	x := newXorshift(3)
+	for _, bs := range []int{512, 4096} {
+		blk := make([]byte, bs)
+		for i := 0; i < 200; i++ {
+			lba, seed, seq := x.next()%1e9, x.next(), x.next()%1e6
+			fillPattern(blk, bs, lba, seed, seq)
+			if got := checkBlock(blk, lba, seed); got != -1 {
+				t.Fatalf("bs %d: good block reported at %d", bs, got)
+			}
+			w := int(x.below(uint64(bs / 8)))
+			blk[w*8+int(x.below(8))] ^= byte(1 + x.below(255))
+			want := checkPattern(blk, bs, lba, seed, binary.LittleEndian.Uint64(blk[16:]))
+			if got := checkBlock(blk, lba, seed); got != want || (w != 2 && got != w*8) {
+				t.Fatalf("bs %d: word %d damaged: checkBlock %d, checkPattern %d", bs, w, got, want)
+			}
+		}
+	}
 }
