@@ -19,9 +19,10 @@ build:
 	$(GO) build -o build/hpctl ./app/hpctl
 	$(GO) build -o build/bdevperf ./app/bdevperf
 
-## run: the daemon on its embedded default (a 64 MiB RAM bdev), RPC on $(SOCK)
+## run: the daemon on its embedded default (64 MiB RAM bdev Malloc0 exported as
+## vhost-user-blk build/vhost.0 and NVMe/TCP 127.0.0.1:4420), RPC on $(SOCK)
 run: build
-	./build/hyperpath -r $(SOCK) $(ARGS)
+	./build/hyperpath -r $(SOCK) -S build $(ARGS)
 
 ## deps: Go modules and the Debian packages the tests drive as real peers
 deps:

@@ -31,9 +31,11 @@ import (
 	"hyperpath/bdev/null"
 	"hyperpath/internal/hugemem"
 	"hyperpath/internal/logflag"
+	"hyperpath/nvmf/target"
 	"hyperpath/reactor"
 	"hyperpath/rpc"
 	"hyperpath/rpc/client"
+	"hyperpath/vhost"
 )
 
 // DefaultConfig is the embedded configuration used when the daemon starts
@@ -86,6 +88,8 @@ type Daemon struct {
 	serve  chan error
 	killed chan syscall.Signal
 	sigs   chan os.Signal
+	vhost  *vhost.Target
+	nvmf   *target.Target
 
 	stopOnce sync.Once
 	stopErr  error
@@ -209,6 +213,14 @@ func (d *Daemon) Start(ctx context.Context) error {
 			return fmt.Errorf("-f %s: %w", d.opts.PidFile, err)
 		}
 	}
+	// Without --wait-for-rpc the config is applied in process before the
+	// socket appears, so no client sees a half-configured daemon.
+	if !d.opts.WaitForRPC || d.opts.ConfigData == nil {
+		if err := d.applyConfig(ctx); err != nil {
+			d.Stop()
+			return err
+		}
+	}
 	if !d.opts.NoRPC {
 		if err := d.rpc.Listen(d.opts.RPCSocket); err != nil {
 			d.Stop()
@@ -217,9 +229,11 @@ func (d *Daemon) Start(ctx context.Context) error {
 		d.serve = make(chan error, 1)
 		go func() { d.serve <- d.rpc.Serve() }()
 	}
-	if err := d.applyConfig(ctx); err != nil {
-		d.Stop()
-		return err
+	if d.opts.WaitForRPC && d.opts.ConfigData != nil {
+		if err := d.applyConfig(ctx); err != nil {
+			d.Stop()
+			return err
+		}
 	}
 	return nil
 }

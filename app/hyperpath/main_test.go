@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -50,6 +52,13 @@ func startDaemon(t *testing.T, args ...string) *proc {
 	t.Helper()
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "rpc.sock")
+	// Only TestDefaultConfig runs the embedded default: it listens on the
+	// fixed NVMe/TCP port 4420, which parallel daemons would fight over.
+	if !slices.Contains(args, "--default") {
+		args = append([]string{"--no-default"}, args...)
+	} else {
+		args = slices.DeleteFunc(args, func(a string) bool { return a == "--default" })
+	}
 	cmd := exec.Command(binPath, append([]string{"-r", sock, "-S", dir}, args...)...)
 	cmd.Dir = dir
 	var stderr bytes.Buffer
@@ -130,9 +139,40 @@ func TestSIGTERMStopsCleanly(t *testing.T) {
 	}
 }
 
+func TestDefaultConfig(t *testing.T) {
+	p := startDaemon(t, "--default")
+	var bdevs []map[string]any
+	if err := p.call(t, "bdev_get_bdevs", nil, &bdevs); err != nil || len(bdevs) != 1 || bdevs[0]["name"] != "Malloc0" {
+		t.Fatalf("bdevs %v %v", bdevs, err)
+	}
+	var ctrlrs []map[string]any
+	if err := p.call(t, "vhost_get_controllers", nil, &ctrlrs); err != nil || len(ctrlrs) != 1 {
+		t.Fatalf("vhost controllers %v %v", ctrlrs, err)
+	}
+	if _, err := os.Stat(filepath.Join(p.dir, "vhost.0")); err != nil {
+		t.Fatalf("vhost socket: %v", err)
+	}
+	var subs []map[string]any
+	if err := p.call(t, "nvmf_get_subsystems", nil, &subs); err != nil || len(subs) != 2 {
+		t.Fatalf("nvmf subsystems %v %v", subs, err)
+	}
+	c, err := net.DialTimeout("tcp", "127.0.0.1:4420", 2*time.Second)
+	if err != nil {
+		t.Fatalf("NVMe/TCP listener: %v", err)
+	}
+	c.Close()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(p.dir, "vhost.0")); !os.IsNotExist(err) {
+		t.Fatal("vhost socket left behind")
+	}
+}
+
 func TestSecondInstanceOnSameSocketRefused(t *testing.T) {
 	p := startDaemon(t)
-	cmd := exec.Command(binPath, "-r", p.sock, "--no-default")
+	cmd := exec.Command(binPath, "-r", p.sock, "--no-default", "-S", t.TempDir())
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "in use") {
 		t.Fatalf("second daemon: %v\n%s", err, out)
@@ -263,7 +303,7 @@ func TestRPCPyEveryMethod(t *testing.T) {
 	ok("bdev_malloc_create", "rpc_get_methods", "--current")
 	ok(`"lcore": 0`, "framework_get_reactors")
 	ok(`"subsystem": "bdev"`, "framework_get_subsystems")
-	ok("bdev_malloc_create", "framework_get_config", "bdev")
+	ok("bdev_wait_for_examine", "framework_get_config", "bdev")
 	ok("", "framework_wait_init")
 	ok(`"threads"`, "thread_get_stats")
 	ok(`"active_pollers"`, "thread_get_pollers")
