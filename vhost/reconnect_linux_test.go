@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"sync/atomic"
 	"syscall"
@@ -162,7 +163,11 @@ func TestVhostChildTarget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := unix.Mmap(fd, 0, 8<<20, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		t.Fatal(err)
+	}
+	data, err := unix.Mmap(fd, 0, int(st.Size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,6 +179,16 @@ func TestVhostChildTarget(t *testing.T) {
 	reg := bdev.NewRegistry(bdev.Options{Reactors: []*reactor.Reactor{r}})
 	disk := newGateDisk("Disk0", data)
 	disk.closed.Store(os.Getenv(envHold) == "1")
+	// SIGUSR1 closes the gate: requests pile up in flight until the parent
+	// kills this process.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	go func() {
+		for range usr1 {
+			disk.closed.Store(true)
+			fmt.Println("GATE-CLOSED")
+		}
+	}()
 	if _, err := reg.Register(disk); err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,7 @@ func startDaemon(t *testing.T) (*daemon.Daemon, string) {
 	d, err := daemon.New(daemon.Options{
 		CoreMask:     "0x1",
 		RPCSocket:    sock,
-		VhostSockDir: t.TempDir(),
+		VhostSockDir: rpctest.SockDir(t), // short: Unix socket paths
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -51,6 +51,16 @@ func startDaemon(t *testing.T) (*daemon.Daemon, string) {
 		}
 	})
 	return d, sock
+}
+
+// hasMethod reports whether the daemon serves method.
+func hasMethod(t *testing.T, d *daemon.Daemon, method string) bool {
+	t.Helper()
+	var names []string
+	if err := d.RPC().Call(context.Background(), "rpc_get_methods", nil, &names); err != nil {
+		t.Fatal(err)
+	}
+	return slices.Contains(names, method)
 }
 
 // rpcCall calls a method on the daemon in process (test set-up).
@@ -345,6 +355,14 @@ func TestBdevCommandsLikeRPCPy(t *testing.T) {
 			cleanup: ignore("bdev_delay_delete", map[string]any{"name": "D1"})},
 		{args: []string{"bdev_delay_delete", "NoSuch"}},
 	}
+	runLiveSteps(t, proxy, rec, steps)
+}
+
+// runLiveSteps runs each step with rpc.py and with hpctl through the
+// recording proxy and requires the same single request on the wire, the
+// same output (the "ticks" of bdev_get_iostat aside) and the same status.
+func runLiveSteps(t *testing.T, proxy string, rec *recorder, steps []liveStep) {
+	t.Helper()
 	for _, s := range steps {
 		name := strings.Join(s.args, " ")
 		if s.setup != nil {

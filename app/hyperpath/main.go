@@ -24,8 +24,10 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 const usage = `Usage: hyperpath [options]
 
-Hyperpath storage daemon. With no config it starts on an embedded default
-(a 64 MiB RAM bdev "Malloc0") and serves JSON-RPC on /var/tmp/spdk.sock.
+Hyperpath storage daemon. With no config it starts on an embedded default:
+a 64 MiB RAM bdev "Malloc0" exported as the vhost-user-blk socket <-S dir>/vhost.0
+and over NVMe/TCP on 127.0.0.1:4420 (nqn.2016-06.io.hyperpath:cnode1), with
+JSON-RPC on /var/tmp/spdk.sock.
 
 Options:
   -m, --cpumask MASK      reactor cores: hex mask (0x3) or list ([0,1], [0-3]);

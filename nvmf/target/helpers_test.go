@@ -29,7 +29,7 @@ const (
 var testHostID = [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
 
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	reactors []*reactor.Reactor
 	reg      *bdev.Registry
 	tgt      *Target
@@ -72,7 +72,7 @@ func freePort(t testing.TB) string {
 // newEnv starts reactors, a registry with Malloc0, a target with the TCP
 // transport, and (unless noSubsys) subsystem testNQN with Malloc0 as
 // namespace 1 listening on 127.0.0.1.
-func newEnv(t *testing.T, o envOpts) *env {
+func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	if o.reactors == 0 {
 		o.reactors = 2
@@ -221,7 +221,7 @@ func pattern(n int, seed byte) []byte {
 	return b
 }
 
-func writeRead(t *testing.T, h *tcptest.Host, slba uint64, data []byte) {
+func writeRead(t testing.TB, h *tcptest.Host, slba uint64, data []byte) {
 	t.Helper()
 	nlb := uint32(len(data) / 512)
 	w := tcptest.RW(proto.IOWrite, 1, slba, nlb)
