@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -186,7 +188,11 @@ func TestVhostChildTarget(t *testing.T) {
 	go func() {
 		for range usr1 {
 			disk.closed.Store(true)
-			fmt.Println("GATE-CLOSED")
+			for disk.held.Load() < 4 {
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(100 * time.Millisecond)
+			fmt.Printf("GATE-HELD %d\n", disk.held.Load())
 		}
 	}()
 	if _, err := reg.Register(disk); err != nil {
@@ -203,58 +209,67 @@ func TestVhostChildTarget(t *testing.T) {
 	tgt.Close()
 }
 
-func startChild(t *testing.T, dir, disk string, hold bool) *exec.Cmd {
+// child is a target process started by startChild.
+type child struct {
+	cmd *exec.Cmd
+	mu  sync.Mutex
+	out bytes.Buffer // stdout and stderr
+}
+
+func (c *child) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.out.Write(b)
+}
+
+func (c *child) output() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.out.String()
+}
+
+// waitOutput waits until the child has printed s.
+func (c *child) waitOutput(t testing.TB, s string, d time.Duration) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestVhostChildTarget$", "-test.v")
+	deadline := time.Now().Add(d)
+	for !strings.Contains(c.output(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("child never printed %q; output:\n%s", s, c.output())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (c *child) kill() {
+	c.cmd.Process.Signal(syscall.SIGKILL)
+	c.cmd.Wait()
+}
+
+func startChild(t *testing.T, dir, disk string, hold bool) *child {
+	t.Helper()
+	c := &child{cmd: exec.Command(os.Args[0], "-test.run=^TestVhostChildTarget$", "-test.v")}
 	h := "0"
 	if hold {
 		h = "1"
 	}
-	cmd.Env = append(os.Environ(), envChild+"=1", envSock+"="+dir, envDisk+"="+disk, envHold+"="+h)
-	stdin, err := cmd.StdinPipe()
+	c.cmd.Env = append(os.Environ(), envChild+"=1", envSock+"="+dir, envDisk+"="+disk, envHold+"="+h)
+	stdin, err := c.cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	c.cmd.Stdout, c.cmd.Stderr = c, c
+	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		stdin.Close()
-		cmd.Process.Kill()
-		cmd.Wait()
+		c.kill()
+		if t.Failed() {
+			t.Logf("child target output:\n%s", c.output())
+		}
 	})
-	ready := make(chan bool, 1)
-	go func() {
-		var buf [4096]byte
-		seen := ""
-		for {
-			n, err := out.Read(buf[:])
-			seen += string(buf[:n])
-			if bytes.Contains([]byte(seen), []byte("CHILD-READY")) {
-				ready <- true
-				io.Copy(io.Discard, out)
-				return
-			}
-			if err != nil {
-				ready <- false
-				return
-			}
-		}
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			t.Fatal("child target exited before it was ready")
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("child target not ready")
-	}
-	return cmd
+	c.waitOutput(t, "CHILD-READY", 30*time.Second)
+	return c
 }
 
 // TestReconnectAfterTargetCrash: a target dies (SIGKILL) with writes
@@ -299,13 +314,12 @@ func TestReconnectAfterTargetCrash(t *testing.T) {
 		}
 		return n == 12
 	})
-	child.Process.Signal(syscall.SIGKILL)
-	child.Wait()
+	child.kill()
 	if q.reap() != 0 {
 		t.Fatal("the crashed target completed requests it held at the gate")
 	}
 
-	startChild(t, dir, diskPath, false)
+	child2 := startChild(t, dir, diskPath, false)
 	f.connect(sock) // the same inflight area and memory
 	f.startQueue(q, q.usedIdx())
 	for i, l := range q.wait(rs...) {
@@ -325,5 +339,8 @@ func TestReconnectAfterTargetCrash(t *testing.T) {
 	f.resetBufs()
 	if r, st, _ := q.do(blk.Header{Type: blk.TypeIn, Sector: 16}, nil, 4096); st != blk.StatusOK || !bytes.Equal(r.data, pattern(4096, 102)) {
 		t.Fatalf("read after recovery: %d", st)
+	}
+	if !strings.Contains(child2.output(), `resubmitting requests found in flight" ctrlr=vhost.0 session=vhost.0s0 vring=0 count=12`) {
+		t.Fatalf("the new target did not report resubmitting 12 requests:\n%s", child2.output())
 	}
 }

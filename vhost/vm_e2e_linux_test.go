@@ -113,12 +113,13 @@ exit $rc`,
 	if err := g.WaitFor("FIO-START", 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second) // fio is writing
-	child.Process.Signal(syscall.SIGUSR1)
-	time.Sleep(500 * time.Millisecond) // requests pile up at the gate
-	child.Process.Signal(syscall.SIGKILL)
-	child.Wait()
-	startChild(t, dir, diskPath, false)
+	// Close the target's gate once fio writes: requests pile up in flight.
+	time.Sleep(time.Second)
+	child.cmd.Process.Signal(syscall.SIGUSR1)
+	child.waitOutput(t, "GATE-HELD", time.Minute)
+	t.Logf("killing the target with requests in flight: %s", lastLine(child.output(), "GATE-HELD"))
+	child.kill()
+	child2 := startChild(t, dir, diskPath, false)
 	code, out, err := g.Wait()
 	t.Logf("guest output:\n%s", out)
 	if err != nil || code != 0 {
@@ -127,4 +128,19 @@ exit $rc`,
 	if !strings.Contains(out, "FIO-RC=0") {
 		t.Fatal("fio did not finish cleanly")
 	}
+	if !strings.Contains(child2.output(), "resubmitting requests found in flight") {
+		t.Fatalf("the new target resubmitted nothing:\n%s", child2.output())
+	}
+	t.Logf("new target: %s", lastLine(child2.output(), "resubmitting"))
+}
+
+// lastLine returns the last line of out that contains s.
+func lastLine(out, s string) string {
+	lines := strings.Split(out, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], s) {
+			return lines[i]
+		}
+	}
+	return ""
 }
