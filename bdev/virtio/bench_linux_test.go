@@ -32,8 +32,7 @@ type randReader struct {
 }
 
 type benchSlot struct {
-	start reactor.Ticks
-	iovs  [][]byte
+	iovs [][]byte
 }
 
 func newRandReader(e *env, ch *bdev.IOChannel, alloc func(int) []byte, qd, bs int) *randReader {
@@ -56,13 +55,12 @@ func (rr *randReader) submit(sl *benchSlot) {
 	io := rr.ch.Alloc()
 	io.Type, io.OffsetBlocks, io.NumBlocks = bdev.IORead, (rr.rng%rr.ios)*rr.bsBlocks, rr.bsBlocks
 	io.Iovs, io.Ctx = sl.iovs, sl
-	sl.start = reactor.Now()
 	rr.ch.Submit(io, rr.cb)
 }
 
 func (rr *randReader) done(io *bdev.IO) {
 	sl := io.Ctx.(*benchSlot)
-	ns := float64(reactor.Now()-sl.start) * rr.tickNs
+	ns := float64(io.CompleteTicks()-io.SubmitTicks()) * rr.tickNs
 	rr.hist.RecordValue(int64(ns))
 	rr.sumNs += ns
 	if io.Status != bdev.StatusSuccess {

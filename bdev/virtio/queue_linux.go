@@ -421,10 +421,15 @@ func (c *channel) issueRange(io *bdev.IO) int {
 	return added
 }
 
-// publish makes added requests visible and kicks the back end if it asks
-// for it; while the poller delivers completions the kick waits for the end
-// of the poll, so that requests submitted from completion callbacks share
-// one kick.
+// publish makes added requests visible at once and kicks the back end if
+// it asks for it. While the poller delivers completions the kick decision
+// waits for the end of the poll, so that requests submitted from the
+// completion callbacks share at most one kick. (Publishing them together
+// at the end of the poll too saves one avail.idx store per request but
+// costs more than it saves against a polling back end, which then works on
+// nothing while the batch is built: against our polling target, 4K QD32
+// fell from 2.1-2.5M to 1.4-1.6M IOPS in alternating runs on a 16-core
+// machine; against QSD it made no difference.)
 func (c *channel) publish() {
 	c.q.drv.Publish()
 	if c.inPoll {
