@@ -55,6 +55,8 @@ type env struct {
 	bufLo  uint64
 	reaped []virtq.Used
 	done   map[uint16]uint32 // head -> used length, reaped and not yet claimed
+	// fakeNow, when set, is the time handed to Poll instead of the clock.
+	fakeNow reactor.Ticks
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
@@ -249,7 +251,11 @@ func (e *env) wait(ps ...*pending) []uint32 {
 // step runs one reactor iteration and reaps completions.
 func (e *env) step() {
 	e.t.Helper()
-	e.r.Poll(reactor.Now())
+	now := reactor.Now()
+	if e.fakeNow != 0 {
+		now = e.fakeNow
+	}
+	e.r.Poll(now)
 	if e.reaped == nil {
 		e.reaped = make([]virtq.Used, 256)
 	}

@@ -439,6 +439,9 @@ func TestNotifications(t *testing.T) {
 	}
 }
 
+// TestCoalescing drives the queue with a synthetic clock (the `now` the
+// reactor hands its pollers), so the 10 ms rate windows are exact whatever
+// the machine's load.
 func TestCoalescing(t *testing.T) {
 	e := newEnv(t, envOpts{qsize: 256, blocks: 1 << 15})
 	if err := e.dev.SetCoalescing(0, 50); err == nil {
@@ -447,30 +450,32 @@ func TestCoalescing(t *testing.T) {
 	if err := e.dev.SetCoalescing(500, 100); err != nil {
 		t.Fatal(err)
 	}
-	// Sequential requests for 60 ms: far above 100 IOPS, so after the
-	// first 10 ms window the queue delays its interrupts.
-	run := func(d time.Duration) (completions, signals uint64) {
+	e.fakeNow = reactor.Now()
+	tick := reactor.TicksFromDuration(10 * time.Microsecond)
+	// One request every 10 µs (100k IOPS, far above 100) for 30 ms.
+	run := func(n int) (signals uint64) {
 		e.signals()
-		start := reactor.Now()
-		for reactor.Now()-start < reactor.TicksFromDuration(d) {
+		for range n {
 			e.do(blk.Header{Type: blk.TypeIn}, nil, 512)
 			e.resetBufs()
-			completions++
+			e.fakeNow += tick
 			signals += e.signals()
 		}
-		return completions, signals
+		return signals
 	}
-	c, s := run(60 * time.Millisecond)
-	if s*2 > c {
-		t.Fatalf("%d signals for %d completions with coalescing on", s, c)
+	first := run(1000)  // window 1: no delay derived yet
+	second := run(2000) // windows 2-3: delay 500 µs * (1000-1)/1, capped at 1 s
+	if first < 990 || second > 2 {
+		t.Fatalf("signals: %d in the first window (want ~1000), %d in the next two (want <= 2)", first, second)
 	}
+	// Off again: a signal per completion from the next window on.
 	if err := e.dev.SetCoalescing(0, 60000); err != nil {
 		t.Fatal(err)
 	}
-	run(15 * time.Millisecond) // let a window pick the new setting up
-	c, s = run(10 * time.Millisecond)
-	if s != c {
-		t.Fatalf("%d signals for %d completions with coalescing off", s, c)
+	e.fakeNow += reactor.TicksFromDuration(20 * time.Millisecond)
+	e.step()
+	if n := run(10); n != 10 {
+		t.Fatalf("%d signals for 10 completions with coalescing off", n)
 	}
 }
 
