@@ -71,7 +71,7 @@ func (e *env) attachTT(tg *testtarget.Target, mutate func(*AttachConfig)) *Contr
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	c, err := e.mod.Attach(context.Background(), cfg, 0)
+	c, err := e.mod.Attach(context.Background(), cfg, -1)
 	if err != nil {
 		e.t.Fatal(err)
 	}

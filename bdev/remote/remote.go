@@ -178,8 +178,8 @@ func samePath(a, b *AttachConfig) bool {
 
 // Attach connects to the controller cfg describes and registers a bdev
 // per active namespace. It blocks while connecting (control plane). When
-// maxBdevs is not 0 and the controller has more namespaces, the bdevs are
-// created but the error wraps ErrTooManyBdevs.
+// maxBdevs is not negative and the controller has more namespaces, the
+// bdevs are created but the error wraps ErrTooManyBdevs.
 func (m *Module) Attach(ctx context.Context, cfg AttachConfig, maxBdevs int) (*Controller, error) {
 	if cfg.Name == "" {
 		return nil, fmt.Errorf("controller name is required: %w", initiator.ErrInvalidOptions)
@@ -252,7 +252,7 @@ func (m *Module) Attach(ctx context.Context, cfg AttachConfig, maxBdevs int) (*C
 	m.mu.Lock()
 	ctrl.c = c
 	m.mu.Unlock()
-	if maxBdevs > 0 && len(ctrl.disks) > maxBdevs {
+	if maxBdevs >= 0 && len(ctrl.disks) > maxBdevs {
 		return ctrl, fmt.Errorf("controller %s has %d namespaces: %w (%d)", cfg.Name, len(ctrl.disks), ErrTooManyBdevs, maxBdevs)
 	}
 	return ctrl, nil

@@ -228,15 +228,15 @@ func TestAttachErrors(t *testing.T) {
 	h, p := tg.Addr()
 	e.attachTT(tg, nil)
 	ctx := context.Background()
-	if _, err := e.mod.Attach(ctx, cfgFor("Nvme0", h, p, tg.SubNQN()), 0); !errors.Is(err, ErrExists) {
+	if _, err := e.mod.Attach(ctx, cfgFor("Nvme0", h, p, tg.SubNQN()), -1); !errors.Is(err, ErrExists) {
 		t.Errorf("same name: %v", err)
 	}
-	if _, err := e.mod.Attach(ctx, cfgFor("Nvme1", h, p, tg.SubNQN()), 0); !errors.Is(err, ErrExists) {
+	if _, err := e.mod.Attach(ctx, cfgFor("Nvme1", h, p, tg.SubNQN()), -1); !errors.Is(err, ErrExists) {
 		t.Errorf("same path: %v", err)
 	}
 	cfg := cfgFor("Nvme2", h, p, "nqn.2016-06.io.hyperpath:other")
 	var se *initiator.StatusError
-	if _, err := e.mod.Attach(ctx, cfg, 0); !errors.As(err, &se) || se.Status.Code() != proto.StatusConnectInvalidParameters {
+	if _, err := e.mod.Attach(ctx, cfg, -1); !errors.As(err, &se) || se.Status.Code() != proto.StatusConnectInvalidParameters {
 		t.Errorf("unknown subsystem: %v", err)
 	}
 	if len(e.mod.Controllers()) != 1 {
