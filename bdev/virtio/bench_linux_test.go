@@ -114,17 +114,19 @@ func (rr *randReader) run(b *testing.B) {
 // own vhost target is compared with (BenchmarkVirtioTarget).
 //
 // Reference results, Go 1.26.8, QSD 7.2.22, 4 KiB pages (no hugepages
-// reserved), buffers from AllocBuffer; go test -run '^$' -bench
-// 'VirtioQSD|VirtioTarget' -benchtime 2s ./bdev/virtio/:
+// reserved), buffers from AllocBuffer, two runs each; go test -run '^$'
+// -bench 'VirtioQSD|VirtioTarget|VirtioDaemon' -benchtime 2s
+// ./bdev/virtio/ (HYPERPATH_BIN set for the daemon):
 //
 //	16-core Intel Xeon VM, otherwise idle (2026-11-25):
-//	  QSD 4K/QD1:     209k IOPS, avg 4.7 µs, p99 15.6 µs, 1 kick/IO, 0 allocs/op
-//	  QSD 4K/QD32:   1.10M IOPS, avg 29 µs,  p99 76 µs, 0.0007 kicks/IO, 0 allocs/op
+//	  QSD 4K/QD1:   215k-229k IOPS, avg 4.3-4.6 µs, p99 16 µs, 1 kick/IO, 0 allocs/op
+//	  QSD 4K/QD32: 1.09M-1.25M IOPS, avg 25-29 µs, p99 55-63 µs, 0.0001 kicks/IO, 0 allocs/op
 //	2 vCPU AMD EPYC VM shared with other builds, load ~5 (2026-11-25):
-//	  QSD 4K/QD1:    27-74k IOPS, avg 13-36 µs, p99 42-490 µs, 0 allocs/op
-//	  QSD 4K/QD32:  347-666k IOPS, avg 48-92 µs, p99 0.2-1.9 ms, 0 allocs/op
+//	  QSD 4K/QD1:    27k-74k IOPS, avg 13-36 µs, p99 42-490 µs, 0 allocs/op
+//	  QSD 4K/QD32: 347k-666k IOPS, avg 48-92 µs, p99 0.2-1.9 ms, 0 allocs/op
 //
-// See BenchmarkVirtioTarget for our own target on the same machines.
+// BenchmarkVirtioTarget and BenchmarkVirtioDaemon have our own target on
+// the same machines.
 func BenchmarkVirtioQSD(b *testing.B) {
 	for _, qd := range []int{1, 32} {
 		b.Run(fmt.Sprintf("4K/QD%d", qd), func(b *testing.B) {

@@ -106,14 +106,15 @@ func TestOurTarget(t *testing.T) {
 // machine with fewer free cores than spinning threads (both reactors spin
 // while busy) the OS scheduler dominates the result.
 //
-// Reference results (same runs as BenchmarkVirtioQSD's):
+// Reference results (same runs as BenchmarkVirtioQSD's, 0 allocs/op
+// throughout):
 //
 //	16-core Intel Xeon VM, otherwise idle (2026-11-25):
-//	  poll     4K/QD1:   576k IOPS, avg 1.7 µs, p99 4.2 µs, 0 allocs/op
-//	  poll     4K/QD32: 2.11M IOPS, avg 15 µs,  p99 46 µs, 0 allocs/op
-//	  adaptive 4K/QD1:   630k IOPS, avg 1.5 µs, p99 3.9 µs, 0 allocs/op
-//	  adaptive 4K/QD32: 1.88M IOPS, avg 17 µs,  p99 50 µs, 0 allocs/op
-//	  (QSD there: 209k and 1.10M IOPS)
+//	  poll     4K/QD1:   597k-608k IOPS, avg 1.6 µs, p99 3.9-5.4 µs
+//	  poll     4K/QD32: 2.24M-2.54M IOPS, avg 13-14 µs, p99 32-45 µs
+//	  adaptive 4K/QD1:   593k-667k IOPS, avg 1.5-1.6 µs, p99 2.9-3.6 µs
+//	  adaptive 4K/QD32: 2.52M-2.55M IOPS, avg 12.5 µs, p99 24-31 µs
+//	  (QSD there: 215k-229k and 1.09M-1.25M IOPS)
 //	2 vCPU AMD EPYC VM shared with other builds, load ~5: 25k-406k IOPS at
 //	QD1 and 84k-400k at QD32 from run to run, p99 up to 12 ms: two spinning
 //	threads and the machine's load share 2 cores, so these numbers say
@@ -199,6 +200,16 @@ func daemonTarget(tb testing.TB, poll bool) string {
 // second process: the hyperpath daemon ($HYPERPATH_BIN, -m 0x1) exporting
 // a null bdev, as QSD is in BenchmarkVirtioQSD. Skipped unless
 // HYPERPATH_BIN is set.
+//
+// Reference results (same runs as BenchmarkVirtioQSD's, 0 allocs/op):
+//
+//	16-core Intel Xeon VM, otherwise idle (2026-11-25):
+//	  poll     4K/QD1:   613k-677k IOPS, avg 1.4-1.6 µs, p99 2.6-5.2 µs
+//	  poll     4K/QD32: 2.18M-2.40M IOPS, avg 13-15 µs, p99 29-50 µs
+//	  adaptive 4K/QD1:   611k-613k IOPS, avg 1.6 µs, p99 4.6-5.1 µs
+//	  adaptive 4K/QD32: 2.29M-2.37M IOPS, avg 13-14 µs, p99 34-36 µs
+//	2 vCPU AMD EPYC VM shared with other builds, load ~5: poll 47k/87k,
+//	adaptive 241k/758k IOPS at QD1/QD32 (one run; see the caveat above).
 func BenchmarkVirtioDaemon(b *testing.B) {
 	for _, poll := range []bool{true, false} {
 		name := "adaptive"
