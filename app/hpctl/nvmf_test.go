@@ -2,8 +2,9 @@ package main
 
 import "testing"
 
-// The NVMe-oF target is not wired yet: hold the requests hpctl builds
-// against rpc.py's dry run.
+// The requests hpctl builds, against rpc.py's dry run: every argument,
+// including RDMA and VFIO-USER options. TestNvmfCommandsLikeRPCPy covers
+// the live server where the daemon serves the target.
 func TestNvmfDryRunLikeRPCPy(t *testing.T) {
 	const nqn = "nqn.2016-06.io.spdk:cnode1"
 	dryRunSame(t, [][]string{

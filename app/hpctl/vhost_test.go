@@ -2,8 +2,9 @@ package main
 
 import "testing"
 
-// The vhost and virtio daemons are not wired yet: hold the requests hpctl
-// builds against rpc.py's dry run.
+// The requests hpctl builds, against rpc.py's dry run: every argument,
+// including transports and device types no daemon here serves (pci,
+// scsi). TestVhostCommandsLikeRPCPy covers the live server.
 func TestVhostDryRunLikeRPCPy(t *testing.T) {
 	dryRunSame(t, [][]string{
 		{"vhost_create_blk_controller", "vhost.0", "Malloc0"},
