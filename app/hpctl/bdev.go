@@ -34,6 +34,12 @@ import (
 // the client (dropping unset ones, as rpc.py's remove_null does), p.all
 // gives them in declaration order (rpc.py's strip_globals(vars(args))),
 // and applyDefaults / groupAs mirror rpc.py's helpers of the same names.
+//
+// Where hpctl differs from argparse: flags are Go flags (no abbreviated
+// long options, no -bName), a negative number as a positional argument
+// needs "--" before it, and the checks rpc.py makes itself after parsing
+// (bdev_null_create's --dif-type without --md-size, nvmf_create_transport's
+// mask names), which exit 1 there, are usage errors (status 2) here.
 
 // argKind is how an argument is read: argparse's type= and action=.
 type argKind int
@@ -213,7 +219,9 @@ func (p *pyArgs) add(a *pyArg) *pyArg {
 	return a
 }
 
-// pos declares a positional argument.
+// pos declares a positional argument. help is rpc.py's text, kept with
+// the declaration; -h shows only the positional names (a Command has no
+// place for their descriptions).
 func (p *pyArgs) pos(dest string, kind argKind, help string) *pyArg {
 	return p.add(&pyArg{dest: dest, kind: kind})
 }
