@@ -19,15 +19,18 @@ import (
 // (the reactor's busy time per command: transport, target and bdev work,
 // syscalls included) and allocs/op (whole process).
 //
-// Reference, 2 vCPU cloud VM shared with other work (go test -bench
-// Read4K -benchtime 1s ./nvmf/target/):
+// Reference results (go test -bench Read4K -benchtime 1s -count 3):
 //
-//	qd1   ~22-25k IOPS, p99 ~80 us, target ~11-13 us/IO, 0 allocs/op
-//	qd16  ~45-55k IOPS, p99 ~600 us, target ~6-8 us/IO, 0 allocs/op
+//	quiet 16-core Xeon host (2026-11-25):
+//	  qd1   39-42k IOPS, p99 32-42 us, target 12-14 us/IO, 0 allocs/op
+//	  qd16  125-128k IOPS, p99 190-220 us, target 7.1-7.3 us/IO, 0 allocs/op
+//	this project's 2 vCPU machine at load average 8 (other tests running):
+//	  qd1   5.2k IOPS, qd16 15.5k IOPS: the numbers are noise there.
 //
-// On this 2-core machine the host goroutine and the reactor share the
-// cores, so IOPS are bounded by the host as much as by the target; the
-// target-ns/IO figure is the target's own cost.
+// The host goroutine and the reactor share the cores, so IOPS are bounded
+// by the host as much as by the target; target-ns/IO is the target's own
+// cost (syscalls included: about two readv, one writev and a share of
+// epoll_wait per command).
 func BenchmarkRead4K(b *testing.B) {
 	for _, qd := range []int{1, 16} {
 		b.Run(fmt.Sprintf("qd%d", qd), func(b *testing.B) {

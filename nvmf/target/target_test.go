@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -367,4 +369,60 @@ func TestKeepAliveTimeout(t *testing.T) {
 	ka := proto.SQE{Opcode: proto.AdminKeepAlive}
 	cqe, err = live.Exec(&ka, nil, nil)
 	mustStatus(t, "keep alive on the live controller", cqe, err, proto.StatusSuccess)
+}
+
+func TestIPv6Listener(t *testing.T) {
+	l, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	e := newEnv(t, envOpts{})
+	a, err := nvmf.NormalizeListenAddr("tcp", "ipv6", "::1", port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.tgt.Subsystem(testNQN).AddListener(a); err != nil {
+		t.Fatal(err)
+	}
+	e.hostport = net.JoinHostPort("::1", port)
+	_, cntlid := e.admin(tcptest.Options{})
+	q := e.io(tcptest.Options{}, cntlid, 1)
+	writeRead(t, q, 0, pattern(4096, 6))
+	qp := e.tgt.Subsystem(testNQN).Controllers()[0].QPairs()[1]
+	if qp.Addrs.Listen != a || qp.Addrs.Peer.AdrFam != "IPv6" || qp.Addrs.Peer.TrAddr != "::1" {
+		t.Errorf("qpair addresses %+v", qp.Addrs)
+	}
+}
+
+func TestTargetClose(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	h, cntlid := e.admin(tcptest.Options{})
+	q := e.io(tcptest.Options{}, cntlid, 1)
+	s := e.tgt.Subsystem(testNQN)
+	if err := e.tgt.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tcptest.ReadAll(h.Conn())
+	tcptest.ReadAll(q.Conn())
+	if n := len(s.Controllers()); n != 0 {
+		t.Errorf("%d controllers after Close", n)
+	}
+	if _, err := tcptest.Dial(e.hostport, tcptest.Options{Timeout: time.Second}); err == nil {
+		t.Error("still accepting after Close")
+	}
+	// The bdev can go now: no descriptor is left open.
+	done := make(chan error, 1)
+	if err := e.reg.Unregister("Malloc0", func(err error) { done <- err }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Malloc0 not destroyed: a descriptor is still open")
+	}
 }

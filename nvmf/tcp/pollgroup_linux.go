@@ -138,6 +138,10 @@ func (g *PollGroup) Close() {
 	for _, c := range g.conns {
 		if c != nil {
 			c.abort()
+			if c.notify {
+				c.notify = false
+				g.t.h.QPairDisconnected(c)
+			}
 		}
 	}
 	g.closed = true
