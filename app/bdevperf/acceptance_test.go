@@ -115,6 +115,32 @@ func method(name string, params map[string]any) map[string]any {
 	return map[string]any{"method": name, "params": params}
 }
 
+// directDir returns a temporary directory whose file system takes
+// O_DIRECT: the test's own, else one under /var/tmp (tmpfs /tmp refuses
+// it). Where none does, it returns the test's and the file bdev runs
+// buffered, which the test that checks says.
+func directDir(t *testing.T) string {
+	t.Helper()
+	dirs := []string{t.TempDir()}
+	if d, err := os.MkdirTemp("/var/tmp", "bdevperf-acceptance-"); err == nil {
+		t.Cleanup(func() { os.RemoveAll(d) })
+		dirs = append(dirs, d)
+	}
+	for _, d := range dirs {
+		probe := filepath.Join(d, "o_direct.probe")
+		if err := os.WriteFile(probe, nil, 0o600); err != nil {
+			continue
+		}
+		fd, err := syscall.Open(probe, syscall.O_RDWR|syscall.O_DIRECT, 0)
+		os.Remove(probe)
+		if err == nil {
+			syscall.Close(fd)
+			return d
+		}
+	}
+	return dirs[0]
+}
+
 // tempFile creates a sparse file of size bytes, zero everywhere.
 func tempFile(t *testing.T, dir string, size int64) string {
 	t.Helper()
@@ -241,7 +267,7 @@ func TestAcceptanceVerifyFile(t *testing.T) {
 	bin := needBinary(t)
 	dir := t.TempDir()
 	const size = 256 << 20
-	img := tempFile(t, dir, size)
+	img := tempFile(t, directDir(t), size)
 	cfg := config(t, dir, method("bdev_uring_create", map[string]any{"name": "Uring0", "filename": img}))
 	sock := filepath.Join(dir, "rpc.sock")
 	out := filepath.Join(dir, "results.json")
@@ -342,7 +368,7 @@ func TestAcceptanceCrashDurability(t *testing.T) {
 	bin := needBinary(t)
 	dir := t.TempDir()
 	const size = 256 << 20
-	img := tempFile(t, dir, size)
+	img := tempFile(t, directDir(t), size)
 	cfg := config(t, dir, method("bdev_aio_create", map[string]any{"name": "Aio0", "filename": img}))
 	logPath := filepath.Join(dir, "writes.log")
 	p := start(t, bin, "-c", cfg, "-b", "Aio0", "-w", "verify", "-q", "32", "-o", "4096", "-t", "60", "-S", "0", "-H",
