@@ -336,17 +336,20 @@ func (d *Disk) startSession(s *session) error {
 }
 
 // release frees what New allocated; used on New's failure path and by
-// Destroy.
+// Destroy. The queues stay in d.queues (Stats may still read their
+// counters); only their eventfds are closed.
 func (d *Disk) release() {
 	for _, q := range d.queues {
 		q.close()
 	}
-	d.queues = nil
-	if d.region != nil {
-		if err := d.region.Free(); err != nil {
+	d.mu.Lock()
+	r := d.region
+	d.region = nil // AllocBuffer and FreeBuffer check it under d.mu
+	d.mu.Unlock()
+	if r != nil {
+		if err := r.Free(); err != nil {
 			d.log.Warn("virtio: freeing shared region", "bdev", d.opts.Name, "err", err)
 		}
-		d.region = nil
 	}
 }
 

@@ -132,10 +132,17 @@ func TestRPC(t *testing.T) {
 	err = e.call("bdev_virtio_detach_controller", map[string]any{"name": "nope"}, nil)
 	wantErr(t, "detach unknown", err, -19, "No such device")
 
+	bd, _ := e.reg.Get("VirtioUser0")
+	d := bd.Device().(*Disk)
+	kept := d.AllocBuffer(4096)
 	var ok bool
 	if err := e.call("bdev_virtio_detach_controller", map[string]any{"name": "VirtioUser0"}, &ok); err != nil || !ok {
 		t.Fatalf("detach: %v %v", ok, err)
 	}
+	if d.State() != StateClosed || d.AllocBuffer(4096) != nil {
+		t.Fatalf("after detach: state %v, AllocBuffer still hands out memory", d.State())
+	}
+	d.FreeBuffer(kept) // a no-op once the region is gone
 	if _, err := e.reg.Get("VirtioUser0"); err == nil {
 		t.Fatal("bdev still registered after detach")
 	}
