@@ -122,8 +122,12 @@ func (t *Target) dsm(qs *qpair, ns *Namespace, req *nvmf.Request) {
 // completion.
 func (t *Target) submit(qs *qpair, ns *Namespace, req *nvmf.Request, typ bdev.IOType, off, nblk uint64, data bool) {
 	r := qs.qp.Reactor()
+	if ns.removed.Load() {
+		complete(req, proto.StatusInvalidNamespace.WithDNR())
+		return
+	}
 	ch, err := ns.channel(r)
-	if err != nil || ns.removed.Load() {
+	if err != nil {
 		complete(req, proto.StatusInvalidNamespace.WithDNR())
 		return
 	}

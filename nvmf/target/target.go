@@ -91,7 +91,7 @@ func New(o Options) (*Target, error) {
 	}
 	t := &Target{reg: o.Registry, reactors: o.Reactors, rstate: make([]reactorState, maxID+1), log: o.Logger,
 		byNQN: map[string]*Subsystem{}, listenRefs: map[nvmf.ListenAddr]int{}, portIDs: map[nvmf.ListenAddr]uint16{}}
-	d := newSubsystem(t, SubsystemConfig{NQN: proto.DiscoveryNQN, AllowAnyHost: true})
+	d := newSubsystem(t, SubsystemConfig{NQN: proto.DiscoveryNQN, AllowAnyHost: true, Serial: DefaultSerial, Model: DefaultModel})
 	d.disc = true
 	t.subsystems = append(t.subsystems, d)
 	t.byNQN[d.nqn] = d

@@ -426,3 +426,43 @@ func TestTargetClose(t *testing.T) {
 		t.Fatal("Malloc0 not destroyed: a descriptor is still open")
 	}
 }
+
+// TestSlotBackpressure: a host with more commands in flight than the
+// connection has request slots is served as slots free up (reading stops
+// meanwhile), not dropped.
+func TestSlotBackpressure(t *testing.T) {
+	e := newEnv(t, envOpts{topts: func(o *nvmf.TransportOpts) { o.MaxQueueDepth = 8; o.MaxAQDepth = 8 }})
+	h := e.dial(tcptest.Options{})
+	cqe, err := h.Connect(0, 7, 0, proto.CNTLIDDynamic, testNQN, hostNQN, testHostID)
+	mustStatus(t, "connect", cqe, err, proto.StatusSuccess)
+	cntlid, _ := proto.ConnectResp(cqe.DW0)
+	if err := h.Enable(); err != nil {
+		t.Fatal(err)
+	}
+	q := e.dial(tcptest.Options{})
+	cqe, err = q.Connect(1, 7, 0, cntlid, testNQN, hostNQN, testHostID)
+	mustStatus(t, "io connect", cqe, err, proto.StatusSuccess)
+	data := pattern(65536, 3)
+	w := tcptest.RW(proto.IOWrite, 1, 0, 128)
+	cqe, err = q.Exec(&w, data, nil)
+	mustStatus(t, "write", cqe, err, proto.StatusSuccess)
+	const n = 64
+	bufs := make([][]byte, n)
+	sqes := make([]proto.SQE, n)
+	for i := range bufs {
+		bufs[i] = make([]byte, 65536)
+		sqes[i] = tcptest.RW(proto.IORead, 1, 0, 128)
+		if _, err := q.Submit(&sqes[i], nil, bufs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range bufs {
+		cqe, err := q.Reap()
+		mustStatus(t, "read", cqe, err, proto.StatusSuccess)
+	}
+	for i := range bufs {
+		if !bytes.Equal(bufs[i], data) {
+			t.Fatalf("read %d mismatch", i)
+		}
+	}
+}
