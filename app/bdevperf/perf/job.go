@@ -110,6 +110,8 @@ type job struct {
 	r         *reactor.Reactor
 	desc      *bdev.Desc
 	mem       *hugemem.Region
+	devBuf    []byte          // buffers from the device's shared memory
+	devAlloc  BufferAllocator // who to give devBuf back to
 	wl        Workload
 	typ       bdev.IOType // the IO type of single-type workloads
 	readPct   uint64
@@ -189,21 +191,31 @@ func newJob(p jobParams) (*job, error) {
 	}
 	if cfg.Workload.needsBuffers() {
 		size := cfg.QueueDepth * cfg.IOSizeBytes
-		mem, err := hugemem.Alloc("bdevperf-"+info.Name, size, cfg.Buffers)
-		if err != nil {
-			return nil, err
+		var buf []byte
+		// A device that shares memory with its back end (bdev/virtio)
+		// hands out buffers from that memory so IO needs no bounce copy.
+		if ba, ok := p.desc.Bdev().Device().(BufferAllocator); ok {
+			if buf = ba.AllocBuffer(size); buf != nil {
+				j.devBuf, j.devAlloc = buf, ba
+			}
 		}
-		j.mem = mem
+		if buf == nil {
+			mem, err := hugemem.Alloc("bdevperf-"+info.Name, size, cfg.Buffers)
+			if err != nil {
+				return nil, err
+			}
+			j.mem, buf = mem, mem.Mem
+		}
 		if cfg.Workload != Verify {
 			// Writes carry arbitrary but non-trivial data, filled once.
 			x := newXorshift(p.seed)
 			for i := 0; i+8 <= size; i += 8 {
-				binary.LittleEndian.PutUint64(mem.Mem[i:], x.next())
+				binary.LittleEndian.PutUint64(buf[i:], x.next())
 			}
 		}
 		for i := range j.slots {
 			s := &j.slots[i]
-			s.buf = mem.Mem[i*cfg.IOSizeBytes : (i+1)*cfg.IOSizeBytes : (i+1)*cfg.IOSizeBytes]
+			s.buf = buf[i*cfg.IOSizeBytes : (i+1)*cfg.IOSizeBytes : (i+1)*cfg.IOSizeBytes]
 			s.iov[0] = s.buf
 		}
 	}
@@ -456,3 +468,23 @@ func (j *job) snapshot() snapshot {
 // Messages (top-level funcs and pointer args: Send allocates nothing).
 func msgStart(arg any) { j := arg.(*job); j.start(reactor.Now()) }
 func msgStop(arg any)  { j := arg.(*job); j.stop(reactor.Now()) }
+
+// BufferAllocator is implemented by devices whose IO buffers are best taken
+// from memory they share with their back end (bdev/virtio): IO on such
+// buffers needs no copy. Called at job setup, never per IO.
+type BufferAllocator interface {
+	AllocBuffer(size int) []byte
+	FreeBuffer(b []byte)
+}
+
+// freeBuffers returns the job's IO buffers to where they came from.
+func (j *job) freeBuffers() {
+	if j.mem != nil {
+		j.mem.Free()
+		j.mem = nil
+	}
+	if j.devBuf != nil {
+		j.devAlloc.FreeBuffer(j.devBuf)
+		j.devBuf = nil
+	}
+}

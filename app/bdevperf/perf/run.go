@@ -53,8 +53,8 @@ func Run(ctx context.Context, cfg Config, reg *bdev.Registry, g *reactor.Group, 
 		// Release what the jobs held, except where a job is still running
 		// (ErrStuck): its device may yet write into its buffers.
 		for _, j := range jobs {
-			if j.mem != nil && (!j.launched || isClosed(j.done)) {
-				j.mem.Free()
+			if !j.launched || isClosed(j.done) {
+				j.freeBuffers()
 			}
 		}
 		for _, t := range targets {
