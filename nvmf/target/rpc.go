@@ -50,6 +50,7 @@ func (t *Target) RegisterRPC(s *rpc.Server) func() []rpc.ConfigEntry {
 	s.Register("nvmf_subsystem_allow_any_host", rpc.Runtime, t.rpcAllowAnyHost)
 	s.Register("nvmf_subsystem_get_controllers", rpc.Runtime, t.rpcGetControllers)
 	s.Register("nvmf_subsystem_get_qpairs", rpc.Runtime, t.rpcGetQPairs)
+	s.Register("nvmf_subsystem_get_listeners", rpc.Runtime, t.rpcGetListeners)
 	return t.saveConfig
 }
 
@@ -561,6 +562,23 @@ func (t *Target) rpcGetQPairs(_ context.Context, p json.RawMessage) (any, error)
 				"thread", q.Thread, "hostnqn", q.HostNQN,
 				"listen_address", dumpAddr(q.Addrs.Listen), "peer_address", dumpAddr(q.Addrs.Peer)))
 		}
+	}
+	return out, nil
+}
+
+func (t *Target) rpcGetListeners(_ context.Context, p json.RawMessage) (any, error) {
+	s, err := t.querySubsystem(p)
+	if err != nil {
+		return nil, err
+	}
+	ana := s.Config().ANAReporting
+	out := []bdev.Ordered{}
+	for _, l := range s.Listeners() {
+		o := bdev.Obj("address", dumpAddr(l), "secure_channel", false)
+		if ana {
+			o = append(o, bdev.KV{Key: "ana_states", Value: []bdev.Ordered{bdev.Obj("ana_group", 1, "ana_state", "optimized")}})
+		}
+		out = append(out, o)
 	}
 	return out, nil
 }

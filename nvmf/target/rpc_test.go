@@ -177,6 +177,12 @@ func TestRPCPy(t *testing.T) {
 		t.Errorf("listener %v", la)
 	}
 
+	var lis []map[string]any
+	if err := json.Unmarshal([]byte(run("nvmf_subsystem_get_listeners", testNQN)), &lis); err != nil || len(lis) != 1 ||
+		lis[0]["address"].(map[string]any)["trsvcid"] != port {
+		t.Fatalf("get_listeners %v %v", lis, err)
+	}
+
 	// A host connects.
 	h, cntlid := e.admin(tcptest.Options{})
 	q := e.io(tcptest.Options{}, cntlid, 1)
