@@ -146,6 +146,11 @@ func TestIO(t *testing.T) {
 			if got := e.tgt.Subsystem(testNQN).Controllers()[0].NumIOQPairs(); got != 2 {
 				t.Fatalf("%d io qpairs", got)
 			}
+			// Connections go to the reactors in turn: admin, q1, q2.
+			qps := e.tgt.Subsystem(testNQN).Controllers()[0].QPairs()
+			if qps[0].Thread == qps[1].Thread || qps[1].Thread == qps[2].Thread {
+				t.Errorf("queues not spread over the reactors: %s %s %s", qps[0].Thread, qps[1].Thread, qps[2].Thread)
+			}
 			for i, n := range []int{512, 4096, 8192, 65536, 131072} {
 				writeRead(t, q1, uint64(i*512), pattern(n, byte(i)))
 				writeRead(t, q2, uint64(i*512+256), pattern(n, byte(i+100)))
