@@ -546,6 +546,7 @@ func (s *session) stopAll() {
 // the negotiated virtio features; the memory table stays until replaced.
 func (s *session) resetDevice() {
 	s.stopAll()
+	s.mu.Lock() // the whole vring is rewritten, q and r included
 	for i := range s.vrings {
 		v := &s.vrings[i]
 		closeFD(&v.kickFD)
@@ -553,6 +554,7 @@ func (s *session) resetDevice() {
 		closeFD(&v.errFD)
 		*v = vring{kickFD: -1, callFD: -1, errFD: -1}
 	}
+	s.mu.Unlock()
 	s.features = 0
 	s.status = 0
 	s.dropInflight()

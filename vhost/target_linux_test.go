@@ -497,3 +497,76 @@ func TestCreateErrors(t *testing.T) {
 		t.Fatalf("cpumask %s", got)
 	}
 }
+
+// TestResetDeviceStatusAndNoAck: SET/GET_STATUS round trip, RESET_DEVICE
+// stops the rings and forgets their setup, and a front-end that did not
+// negotiate REPLY_ACK (requests answered only when they have a reply of
+// their own) is served the same.
+func TestResetDeviceStatusAndNoAck(t *testing.T) {
+	e := newTEnv(t, tenvOpts{})
+	e.malloc("Malloc0", 512, 4096)
+	c := e.ctrl(BlkControllerOptions{Name: "vhost.0", Bdev: "Malloc0"})
+	f := dialFrontend(t, c.Socket(), feOpts{noAck: true})
+	f.startAll()
+	q := f.queues[0]
+	if _, st, _ := q.do(blk.Header{Type: blk.TypeIn}, nil, 512); st != blk.StatusOK {
+		t.Fatal(st)
+	}
+	// STATUS and RESET_DEVICE were not negotiated by this front-end's
+	// SET_PROTOCOL_FEATURES above; negotiate them now.
+	f.send(proto.SetProtocolFeatures, func(m *proto.Msg) {
+		m.PutU64(proto.ProtocolMQ | proto.ProtocolConfig | proto.ProtocolStatus | proto.ProtocolResetDevice)
+	})
+	f.send(proto.SetStatus, func(m *proto.Msg) { m.PutU64(0x0f) })
+	if st := f.getU64(proto.GetStatus); st != 0x0f {
+		t.Fatalf("GET_STATUS = %#x", st)
+	}
+	f.send(proto.ResetDevice, nil)
+	if st := f.getU64(proto.GetStatus); st != 0 {
+		t.Fatalf("GET_STATUS after reset = %#x", st)
+	}
+	waitFor(t, "rings stopped by RESET_DEVICE", func() bool { return !c.Info().Sessions[0].Started })
+	// Set up again from scratch and go on from where the ring is.
+	f.send(proto.SetFeatures, func(m *proto.Msg) { m.PutU64(f.features) })
+	f.startQueue(q, q.usedIdx())
+	if _, st, _ := q.do(blk.Header{Type: blk.TypeIn}, nil, 512); st != blk.StatusOK {
+		t.Fatalf("IO after RESET_DEVICE and a new setup: %d", st)
+	}
+}
+
+// TestAddMemRegFromEmpty builds the memory table with ADD_MEM_REG only, as
+// QEMU does once CONFIGURE_MEM_SLOTS is negotiated.
+func TestAddMemRegFromEmpty(t *testing.T) {
+	e := newTEnv(t, tenvOpts{})
+	e.malloc("Malloc0", 512, 4096)
+	c := e.ctrl(BlkControllerOptions{Name: "vhost.0", Bdev: "Malloc0"})
+	f := newFrontend(t, feOpts{})
+	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: c.Socket(), Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.conn = conn
+	f.offered = f.getU64(proto.GetFeatures)
+	f.protocol = proto.ProtocolReplyAck | proto.ProtocolConfigureMemSlots | proto.ProtocolMQ
+	f.msg.SetRequest(proto.SetProtocolFeatures, 0)
+	f.msg.PutU64(f.protocol)
+	if err := proto.WriteMsg(f.conn, &f.msg, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.getU64(proto.GetMaxMemSlots); n != MaxMemSlots {
+		t.Fatalf("GET_MAX_MEM_SLOTS = %d", n)
+	}
+	f.features = virtq.FeatureVersion1 | proto.FeatureProtocolFeatures
+	f.send(proto.SetFeatures, func(m *proto.Msg) { m.PutU64(f.features) })
+	reg := proto.MemRegion{GuestPhysAddr: f.gpa, MemorySize: uint64(len(f.mem)), UserspaceAddr: f.uaddr}
+	f.send(proto.AddMemReg, func(m *proto.Msg) { m.PutMemRegion(reg) }, f.memfd)
+	f.startAll()
+	if _, st, _ := f.queues[0].do(blk.Header{Type: blk.TypeIn}, nil, 512); st != blk.StatusOK {
+		t.Fatal(st)
+	}
+	// Removing the only region while the ring runs is refused (and that
+	// is fatal for the session).
+	if err := f.trySend(proto.RemMemReg, func(m *proto.Msg) { m.PutMemRegion(reg) }); err == nil {
+		t.Fatal("REM_MEM_REG of the ring's region accepted while it runs")
+	}
+}
