@@ -20,6 +20,15 @@
 //     (base+i) mod n, base differing per session). The session reaches a
 //     queue only with reactor.Call.
 //
+// # Lifecycle
+//
+// NewTarget(Options{Registry, Reactors, SockDir, Logger}) -> RegisterRPC on
+// the RPC server (and the "vhost_blk" subsystem with its writer, depending
+// on "bdev") -> controllers come and go by RPC or CreateBlkController /
+// DeleteController -> Close, which ends every session (draining its queues)
+// and removes the sockets. Close must run while the reactors still run:
+// queues are stopped by messages to them.
+//
 // # Ring lifecycle
 //
 // A vring starts once it has a memory table, SET_VRING_NUM, SET_VRING_ADDR and

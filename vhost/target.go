@@ -66,6 +66,9 @@ func NewTarget(o Options) *Target {
 	if o.SockDir == "" {
 		o.SockDir = "."
 	}
+	if abs, err := filepath.Abs(o.SockDir); err == nil {
+		o.SockDir = abs
+	}
 	return &Target{opts: o, log: o.Logger}
 }
 
