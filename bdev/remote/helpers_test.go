@@ -25,10 +25,20 @@ type env struct {
 }
 
 func startReactors(t testing.TB, n int, mode reactor.Mode) []*reactor.Reactor {
+	return startReactorsOpts(t, n, reactor.Options{Mode: mode})
+}
+
+// startReactorsSpin starts adaptive reactors with the given spin time.
+func startReactorsSpin(t testing.TB, n int, spin time.Duration) []*reactor.Reactor {
+	return startReactorsOpts(t, n, reactor.Options{SpinTime: spin})
+}
+
+func startReactorsOpts(t testing.TB, n int, o reactor.Options) []*reactor.Reactor {
 	t.Helper()
 	var rs []*reactor.Reactor
 	for i := 0; i < n; i++ {
-		r, err := reactor.New(i, reactor.Options{Core: -1, Name: fmt.Sprintf("host_%d", i), Mode: mode})
+		o.Core, o.Name = -1, fmt.Sprintf("reactor_%d", i)
+		r, err := reactor.New(i, o)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -43,6 +43,7 @@ type realOpts struct {
 	namespace []uint64 // block counts of 512-byte malloc namespaces (default one of 64 MiB)
 	topts     func(*nvmf.TransportOpts)
 	mode      reactor.Mode
+	spin      time.Duration // adaptive spin time, when not zero
 }
 
 func startRealTarget(t testing.TB, o realOpts) *realTarget {
@@ -53,7 +54,12 @@ func startRealTarget(t testing.TB, o realOpts) *realTarget {
 	if len(o.namespace) == 0 {
 		o.namespace = []uint64{131072}
 	}
-	rt := &realTarget{t: t, rs: startReactors(t, o.reactors, o.mode)}
+	rt := &realTarget{t: t}
+	if o.spin > 0 {
+		rt.rs = startReactorsSpin(t, o.reactors, o.spin)
+	} else {
+		rt.rs = startReactors(t, o.reactors, o.mode)
+	}
 	rt.reg = bdev.NewRegistry(bdev.Options{Reactors: rt.rs})
 	for i, n := range o.namespace {
 		name := fmt.Sprintf("Malloc%d", i)
