@@ -385,3 +385,28 @@ func TestValidateReconnect(t *testing.T) {
 		}
 	}
 }
+
+// TestHostAddrAndIPv6: the local end bound with hostaddr/hostsvcid, and a
+// controller on the IPv6 loopback.
+func TestHostAddrAndIPv6(t *testing.T) {
+	rs := startReactors(t, 1)
+	tg := startTarget(t, testtarget.Options{})
+	c := connect(t, tg, rs, func(o *Options) { o.HostAddr = "127.0.0.1" })
+	if c.State() != StateEnabled {
+		t.Fatal(c.State())
+	}
+	tg6, err := testtarget.Start(testtarget.Options{Addr: "[::1]:0"})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	t.Cleanup(tg6.Close)
+	c6 := connect(t, tg6, rs, func(o *Options) { o.Name = "Nvme6" })
+	if c6.Options().AdrFam != AdrFamIPv6 {
+		t.Errorf("adrfam %v", c6.Options().AdrFam)
+	}
+	buf := make([]byte, 4096)
+	res := runJob(t, c6.IOQPair(rs[0]), []Cmd{{Op: OpRead, NSID: 1, NLB: 8, Iovs: [][]byte{buf}, LenBytes: 4096}}, 1, 10*time.Second)
+	if !res[0].status.Success() || res[0].err != nil {
+		t.Fatalf("read over IPv6: %v %v", res[0].status, res[0].err)
+	}
+}
