@@ -461,3 +461,106 @@ func TestFakeTermReqAndDisconnect(t *testing.T) {
 		}
 	})
 }
+
+// TestSpeculativeRead: with one read outstanding the receiver reads the
+// C2HData header, the data (straight into the buffer), the digest and the
+// next header in one readv; when the controller sends something else
+// (split data, an error), the bytes are put back in order and the result
+// is still right.
+func TestSpeculativeRead(t *testing.T) {
+	data := make([]byte, 4096)
+	pattern(data, 21)
+	for _, c := range []struct {
+		name      string
+		dg        proto.Digest
+		pieces    []uint32 // C2HData sizes
+		success   bool     // SUCCESS on the last C2HData instead of a CapsuleResp
+		status    proto.Status
+		maxReads  uint64
+		wantCopy  bool
+		separated bool // each PDU in its own write, with a pause; the host reads at once
+	}{
+		{name: "whole-success", pieces: []uint32{4096}, success: true, maxReads: 1},
+		{name: "whole-success-digests", dg: proto.DigestHeader | proto.DigestData, pieces: []uint32{4096}, success: true, maxReads: 1},
+		{name: "whole-resp", dg: proto.DigestData, pieces: []uint32{4096}, maxReads: 2},
+		{name: "split", dg: proto.DigestData, pieces: []uint32{1024, 2048, 1024}, maxReads: 4, wantCopy: true},
+		{name: "split-separated", pieces: []uint32{2048, 2048}, maxReads: 8, separated: true, wantCopy: true},
+		{name: "error", dg: proto.DigestHeader, status: proto.StatusLBAOutOfRange, maxReads: 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			q := fakeIOQueue(t, c.dg, 2048, func(f *fakeCtrl) {
+				if !f.read() {
+					return
+				}
+				cid := f.h.SQE.CID
+				var out []byte
+				b := make([]byte, 256)
+				send := func() {
+					if c.separated {
+						f.send(out)
+						out = out[:0]
+						time.Sleep(20 * time.Millisecond)
+					}
+				}
+				off := uint32(0)
+				for i, n := range c.pieces {
+					last := i == len(c.pieces)-1
+					h, _ := proto.EncodeC2HData(b, f.toHost, &proto.DataPDU{CCCID: cid, DataO: off, DataL: n, Last: last, Success: last && c.success})
+					out = append(out, b[:h]...)
+					out = append(out, data[off:off+n]...)
+					if c.dg&proto.DigestData != 0 {
+						var d [4]byte
+						proto.PutDigest(d[:], proto.CRC32C(data[off:off+n]))
+						out = append(out, d[:]...)
+					}
+					off += n
+					send()
+				}
+				if !c.success {
+					n, _ := proto.EncodeCapsuleResp(b, f.toHost, &proto.CQE{CID: cid, Status: c.status})
+					out = append(out, b[:n]...)
+				}
+				if len(out) > 0 {
+					f.send(out)
+				}
+				f.read() // until the host closes
+			})
+			// Let the answer arrive completely before the host reads, so
+			// that the read counts are deterministic.
+			got := make([]byte, 4096)
+			var res syncResult
+			cmd := Cmd{Op: OpRead, NSID: 1, NLB: 8, Iovs: split(got, 3), LenBytes: 4096, Done: syncDone, Ctx: &res}
+			if err := q.Submit(&cmd); err != nil {
+				t.Fatal(err)
+			}
+			q.flush()
+			if !c.separated {
+				time.Sleep(100 * time.Millisecond)
+			}
+			before := q.stats
+			deadline := time.Now().Add(5 * time.Second)
+			for !res.done && q.c != nil && time.Now().Before(deadline) {
+				q.receive()
+				if !res.done {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			if !res.done {
+				t.Fatalf("read not completed (err %v)", q.lastErr)
+			}
+			if res.cqe.Status.Code() != c.status.Code() {
+				t.Fatalf("status %v, want %v", res.cqe.Status, c.status)
+			}
+			if c.status.Success() && !bytes.Equal(got, data) {
+				t.Fatal("data differs")
+			}
+			reads := q.stats.Reads - before.Reads
+			if !c.separated && reads > c.maxReads {
+				t.Errorf("%d readv calls, want at most %d", reads, c.maxReads)
+			}
+			if copied := q.stats.Copied - before.Copied; (copied > 0) != c.wantCopy {
+				t.Errorf("%d bytes copied (want copies: %v)", copied, c.wantCopy)
+			}
+		})
+	}
+}

@@ -19,8 +19,9 @@ var updateSeeds = flag.Bool("update-seeds", false, "rewrite testdata/fuzz seed f
 // fuzzSetup is the host state every FuzzQPairReceive input starts from:
 // a connected I/O queue pair over a socketpair with four commands
 // outstanding: a 4 KiB read (CID 0), an 8 KiB write waiting for R2T
-// (CID 1), a 512-byte in-capsule write (CID 2) and a flush (CID 3).
-func fuzzSetup(t testing.TB, dg proto.Digest, cpda uint8) (*QPair, int, *[4]int) {
+// (CID 1), a 512-byte in-capsule write (CID 2) and a flush (CID 3); or,
+// with onlyRead, the read alone (the receiver then reads speculatively).
+func fuzzSetup(t testing.TB, dg proto.Digest, cpda uint8, onlyRead bool) (*QPair, int, *[4]int) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -46,6 +47,10 @@ func fuzzSetup(t testing.TB, dg proto.Digest, cpda uint8) (*QPair, int, *[4]int)
 		{Op: OpWrite, NSID: 1, NLB: 1, Iovs: [][]byte{make([]byte, 512)}, LenBytes: 512},
 		{Op: OpFlush, NSID: 1},
 	} {
+		if onlyRead && i > 0 {
+			done[i] = 1 // not submitted
+			continue
+		}
 		cmd.Done, cmd.Ctx = cb, i
 		if err := q.Submit(&cmd); err != nil {
 			t.Fatal(err)
@@ -77,7 +82,7 @@ func FuzzQPairReceive(f *testing.F) {
 		if len(data) > 1<<16 {
 			return
 		}
-		q, peer, done := fuzzSetup(t, proto.Digest(mode&3), (mode>>2)&3)
+		q, peer, done := fuzzSetup(t, proto.Digest(mode&3), (mode>>2)&3, mode&0x40 != 0)
 		defer unix.Close(peer)
 		// Feed the bytes in pieces as the mode's high bits say.
 		step := len(data)
@@ -152,6 +157,34 @@ func fuzzSeeds() []fuzzSeed {
 		resp(1)
 		seeds = append(seeds, fuzzSeed{name: "all-" + strconv.Itoa(int(mode)), mode: mode, data: s})
 	}
+	// The read alone (speculative receive): one C2HData with SUCCESS, a
+	// split one with a CapsuleResp, and an error CapsuleResp.
+	for _, mode := range []uint8{0x40, 0x43} {
+		dg := proto.Digest(mode & 3)
+		f := proto.Framing{Digests: dg}
+		b := make([]byte, 8192)
+		c2h := func(off, n uint32, last, success bool) []byte {
+			h, _ := proto.EncodeC2HData(b, f, &proto.DataPDU{CCCID: 0, DataO: off, DataL: n, Last: last, Success: success})
+			out := append([]byte(nil), b[:h]...)
+			payload := make([]byte, n)
+			out = append(out, payload...)
+			if dg&proto.DigestData != 0 {
+				var d [4]byte
+				proto.PutDigest(d[:], proto.CRC32C(payload))
+				out = append(out, d[:]...)
+			}
+			return out
+		}
+		resp := func(st proto.Status) []byte {
+			n, _ := proto.EncodeCapsuleResp(b, f, &proto.CQE{CID: 0, Status: st})
+			return append([]byte(nil), b[:n]...)
+		}
+		seeds = append(seeds,
+			fuzzSeed{name: "spec-whole-" + strconv.Itoa(int(mode)), mode: mode, data: c2h(0, 4096, true, true)},
+			fuzzSeed{name: "spec-split-" + strconv.Itoa(int(mode)), mode: mode,
+				data: append(append(c2h(0, 1024, false, false), c2h(1024, 3072, true, false)...), resp(proto.StatusSuccess)...)},
+			fuzzSeed{name: "spec-error-" + strconv.Itoa(int(mode)), mode: mode, data: resp(proto.StatusLBAOutOfRange)})
+	}
 	b := make([]byte, 256)
 	n, _ := proto.EncodeTermReq(b, proto.PDUC2HTermReq, proto.FESSequenceError, 0, []byte{5, 0, 24, 0, 24, 0, 0, 0})
 	seeds = append(seeds, fuzzSeed{name: "termreq", data: b[:n]})
@@ -188,7 +221,7 @@ func TestFuzzSeeds(t *testing.T) {
 	}
 	// A full valid stream completes every command successfully.
 	for _, s := range seeds[:3] {
-		q, peer, done := fuzzSetup(t, proto.Digest(s.mode&3), 0)
+		q, peer, done := fuzzSetup(t, proto.Digest(s.mode&3), 0, false)
 		unix.Write(peer, s.data)
 		for i := 0; i < 50 && q.active > 0; i++ {
 			q.flush()

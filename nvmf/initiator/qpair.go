@@ -161,10 +161,15 @@ const (
 )
 
 const (
-	iovMax    = 64      // iovecs per readv/writev
-	rxBudget  = 32      // reads per poll
-	rxBufSize = 28 * 32 // room for 32 headers with digests
-	padMax    = 128     // largest PAD before C2H data (HPDA is 0: none in practice)
+	iovMax   = 64  // iovecs per readv/writev
+	rxBudget = 32  // reads per poll
+	padMax   = 128 // largest PAD before C2H data (HPDA is 0: none in practice)
+	// specMax bounds the reads whose data is read speculatively together
+	// with their C2HData header (see specPlan).
+	specMax = 16 << 10
+	// rxBufSize holds a batch of headers, or, after a failed speculation,
+	// a header, the bytes read into the read's buffer and the next header.
+	rxBufSize = specMax + 1024
 )
 
 // QPair is one NVMe/TCP queue pair (the admin queue or an I/O queue) as the
@@ -226,6 +231,13 @@ type QPair struct {
 	rxSuccess bool
 	rxReq     *request
 	rxMore    bool // the last poll stopped on its budget
+	// Speculative read (rxPlan): the read in flight was planned as the
+	// C2HData header of specReq followed by its whole data, data digest
+	// and the next header.
+	spec      bool
+	specReq   *request
+	specDg    int
+	lastC2H   *request // the last command started that receives C2H data
 	rxDdgst   [proto.DigestLen]byte
 	rxScratch [padMax]byte
 	rxIov     [iovMax]unix.Iovec
@@ -457,6 +469,7 @@ func (q *QPair) start(req *request) {
 	q.active++
 	if req.xfer == proto.XferCtrlToHost {
 		q.c2hActive++
+		q.lastC2H = req
 	}
 	// NVMe/TCP 1.0 §3.3.2: in-capsule data is described by a Data Block
 	// SGL with the Offset subtype, everything else by the Transport Data
@@ -689,7 +702,13 @@ func (q *QPair) receive() bool {
 			return true
 		}
 		busy = true
-		q.rxApply(n)
+		if q.spec {
+			if !q.specApply(n) {
+				return true
+			}
+		} else {
+			q.rxApply(n)
+		}
 		if !q.rxProcess() {
 			return true
 		}
@@ -715,6 +734,11 @@ func (q *QPair) rxPlan() ([]unix.Iovec, int) {
 		if q.rxStart > 0 {
 			q.rxEnd = copy(q.rxBuf[:], q.rxBuf[q.rxStart:q.rxEnd])
 			q.rxStart = 0
+		}
+		if q.rxEnd == 0 {
+			if iov, n, ok := q.specPlan(); ok {
+				return iov, n
+			}
 		}
 		end := q.rxWant
 		if q.c2hActive == 0 || end <= q.rxEnd {
@@ -746,6 +770,80 @@ func (q *QPair) rxPlan() ([]unix.Iovec, int) {
 	// rxBuf is empty while in a body (rxProcess drained it first).
 	iov = appendIov(iov, q.rxBuf[:q.c.hdrLen])
 	return iov, planned + q.c.hdrLen
+}
+
+// specPlan plans a speculative read when exactly one command is active
+// and it is a read that has received nothing yet (queue depth 1): then the
+// next PDU is almost surely its C2HData with all of its data, so the read
+// takes the header, the data straight into the command's buffers, the data
+// digest and the next header in one readv, instead of a readv for the
+// header and another for the body. specApply checks the guess and, when it
+// was wrong (a split C2HData, an error CapsuleResp), puts the bytes back in
+// stream order in rxBuf (counted in QPairStats.Copied).
+func (q *QPair) specPlan() ([]unix.Iovec, int, bool) {
+	r := q.lastC2H
+	if q.active != 1 || q.c2hActive != 1 || r == nil || r.state != reqActive || r.xfer != proto.XferCtrlToHost ||
+		r.c2hGot != 0 || r.respDone || r.dataLen == 0 || r.dataLen > specMax {
+		return nil, 0, false
+	}
+	h := q.c.hdrLen
+	iov := appendIov(q.rxIov[:0], q.rxBuf[:h])
+	iov, all := appendIovRange(iov[:len(iov):iovMax-2], r.iovs, r.iovOff, uint64(r.dataLen))
+	if !all {
+		return nil, 0, false
+	}
+	iov = q.rxIov[:len(iov)]
+	q.specDg = 0
+	if q.c.framing.Digests&proto.DigestData != 0 {
+		q.specDg = proto.DigestLen
+		iov = appendIov(iov, q.rxDdgst[:])
+	}
+	iov = appendIov(iov, q.rxBuf[h:2*h])
+	q.spec, q.specReq = true, r
+	return iov, 2*h + int(r.dataLen) + q.specDg, true
+}
+
+// specApply accounts n bytes of a speculative read. It returns false when
+// the connection was torn down.
+func (q *QPair) specApply(n int) bool {
+	q.spec = false
+	r := q.specReq
+	q.specReq = nil
+	h := q.c.hdrLen
+	if n <= h {
+		q.rxStart, q.rxEnd = 0, n
+		return true
+	}
+	extra := n - h
+	placed := min(extra, int(r.dataLen))
+	dg := min(extra-placed, q.specDg)
+	next := extra - placed - dg
+	hd, err := q.c.parser.Parse(q.rxBuf[:h], &q.hdr)
+	if err == nil && hd == h && q.hdr.Type == proto.PDUC2HData && q.hdr.CCCID == r.cid && q.hdr.Offset == 0 &&
+		uint32(q.hdr.DataLen) == r.dataLen && q.hdr.PadLen() == 0 && q.hdr.DataDigest == (q.specDg > 0) {
+		// The guess held: the data is in place.
+		if !q.handle(q.rxBuf[:h]) {
+			return false
+		}
+		q.rxData -= uint32(placed)
+		q.rxDataOff += uint32(placed)
+		q.rxDigest -= dg
+		if q.rxDigest > 0 {
+			// Later digest bytes go after the ones already read.
+			copy(q.rxDdgst[:], q.rxDdgst[:dg])
+		}
+		q.rxStart, q.rxEnd = h, h+next
+		return true
+	}
+	// The guess was wrong: rebuild the stream after the header in rxBuf:
+	// the bytes read into the command's buffer, those read into the digest
+	// slot, then those read into the next-header slot.
+	copy(q.rxBuf[h+placed+dg:], q.rxBuf[h:h+next])
+	gatherIovs(q.rxBuf[h:h+placed], r.iovs, r.iovOff)
+	copy(q.rxBuf[h+placed:], q.rxDdgst[:dg])
+	q.stats.Copied += uint64(placed)
+	q.rxStart, q.rxEnd = 0, n
+	return true
 }
 
 // rxApply accounts n bytes that a read placed according to rxPlan.
@@ -1061,6 +1159,7 @@ func (q *QPair) teardown() {
 		q.reqs[i].txRefs = 0
 	}
 	q.rxStart, q.rxEnd, q.rxBody, q.rxReq, q.rxMore = 0, 0, false, nil, false
+	q.spec, q.specReq, q.lastC2H = false, nil, nil
 	q.rxPad, q.rxData, q.rxDigest = 0, 0, 0
 }
 
@@ -1210,6 +1309,23 @@ func crcIovs(bufs [][]byte, off, n uint64) uint32 {
 		n -= uint64(len(piece))
 	}
 	return crc
+}
+
+// gatherIovs fills dst from bufs starting at byte offset off.
+func gatherIovs(dst []byte, bufs [][]byte, off uint64) {
+	for _, b := range bufs {
+		if len(dst) == 0 {
+			return
+		}
+		l := uint64(len(b))
+		if off >= l {
+			off -= l
+			continue
+		}
+		n := copy(dst, b[off:])
+		dst = dst[n:]
+		off = 0
+	}
 }
 
 // copyToIovs copies src to bufs at byte offset off.
