@@ -40,18 +40,22 @@ const (
 //	                     x-floor-spin = avg / floor-pingpong-spin avg
 //	qd32                 IOPS, avg-ns, p99-ns
 //
-// With 4 or more CPUs both reactors poll (ModePoll, SPDK's default); on
+// With 4 or more CPUs both reactors poll (ModePoll, SPDK's default) and
+// are pinned (host on core 2, target on core 3); on
 // smaller machines they are adaptive with a 1 µs spin, since two spinning
 // reactors would fight over the cores (HP_BENCH_POLL=1 or =0 forces it,
 // HP_BENCH_SPIN sets the spin time).
 //
 // Reference results, go test -bench RemoteRandRead -benchtime 1s, Go 1.26:
 //
-//	16-core quiet machine (AMD EPYC), polling reactors:
-//	  floor-pingpong       11.2-12.3 µs avg, p99 21-23 µs
-//	  qd1                  17.2-18.5 µs avg (1.41-1.53 x floor), p99 30-35 µs, 0 allocs
-//	  qd32                 199k-225k IOPS (adaptive) / 209k-215k (polling)
-//	  (adaptive reactors on the same machine: qd1 34-35 µs, 2.8-3.1 x floor)
+//	16-core quiet machine (AMD EPYC), pinned polling reactors, 3 runs:
+//	  floor-pingpong       8.8 / 10.3 / 12.1 µs avg, p99 17-23 µs
+//	  floor-pingpong-spin  10.2-11.7 µs avg
+//	  qd1                  12.0 / 14.6 / 13.9 µs avg (1.17 / 1.65 / 1.15 x floor),
+//	                       p99 21-31 µs, 0 allocs/op
+//	  qd32                 281k / 241k / 259k IOPS, p99 186-194 µs
+//	  (unpinned polling: qd1 14-17 µs; adaptive reactors: qd1 34-35 µs,
+//	  about 3 x floor, qd32 199k-225k IOPS)
 //	2 vCPU machine shared with other test jobs, adaptive 1 µs spin: numbers
 //	vary 2-5x run to run; qd1 89-145 µs against a 21-39 µs floor, qd32
 //	~90k IOPS.
@@ -68,10 +72,12 @@ func BenchmarkRemoteRandRead(b *testing.B) {
 		poll = v != "0"
 	}
 	if poll {
-		// Both reactors spin (SPDK's default): for machines with cores to
-		// spare.
-		ro.spin, ro.mode = 0, reactor.ModePoll
-		hostRs = func() []*reactor.Reactor { return startReactors(b, 1, reactor.ModePoll) }
+		// Both reactors spin (SPDK's default), pinned to cores of their
+		// own: for machines with cores to spare.
+		ro.spin, ro.mode, ro.core = 0, reactor.ModePoll, 3
+		hostRs = func() []*reactor.Reactor {
+			return startReactorsOpts(b, 1, reactor.Options{Mode: reactor.ModePoll, Core: 2})
+		}
 	}
 	rt := startRealTarget(b, ro)
 	e := &env{t: b, rs: hostRs()}

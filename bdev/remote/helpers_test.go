@@ -36,8 +36,12 @@ func startReactorsSpin(t testing.TB, n int, spin time.Duration) []*reactor.React
 func startReactorsOpts(t testing.TB, n int, o reactor.Options) []*reactor.Reactor {
 	t.Helper()
 	var rs []*reactor.Reactor
+	base := o.Core
 	for i := 0; i < n; i++ {
 		o.Core, o.Name = -1, fmt.Sprintf("reactor_%d", i)
+		if base > 0 {
+			o.Core = base + i
+		}
 		r, err := reactor.New(i, o)
 		if err != nil {
 			t.Fatal(err)

@@ -44,6 +44,7 @@ type realOpts struct {
 	topts     func(*nvmf.TransportOpts)
 	mode      reactor.Mode
 	spin      time.Duration // adaptive spin time, when not zero
+	core      int           // pin the reactors from this core on, when > 0
 }
 
 func startRealTarget(t testing.TB, o realOpts) *realTarget {
@@ -58,7 +59,7 @@ func startRealTarget(t testing.TB, o realOpts) *realTarget {
 	if o.spin > 0 {
 		rt.rs = startReactorsSpin(t, o.reactors, o.spin)
 	} else {
-		rt.rs = startReactors(t, o.reactors, o.mode)
+		rt.rs = startReactorsOpts(t, o.reactors, reactor.Options{Mode: o.mode, Core: o.core})
 	}
 	rt.reg = bdev.NewRegistry(bdev.Options{Reactors: rt.rs})
 	for i, n := range o.namespace {
