@@ -308,6 +308,9 @@ func (q *QPair) Stats() QPairStats { return q.stats }
 // later, from a poll of the queue pair, never from inside Submit.
 // Owner only. It allocates nothing.
 func (q *QPair) Submit(c *Cmd) error {
+	if q.r != nil {
+		q.r.AssertCurrent()
+	}
 	if err := q.admit(); err != nil {
 		return err
 	}
@@ -650,6 +653,7 @@ func (q *QPair) sent(p *txPDU) {
 
 // poll is the reactor poller of the queue pair.
 func (q *QPair) poll(reactor.Ticks) reactor.Status {
+	q.r.AssertCurrent()
 	if q.c == nil {
 		return reactor.Idle
 	}
