@@ -2,7 +2,6 @@ package initiator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -119,10 +118,4 @@ func handshake(ctx context.Context, fd int, want proto.Digest, deadline time.Tim
 		c.hdrLen += proto.DigestLen
 	}
 	return c, nil
-}
-
-// isTemporary reports whether err is a connection failure worth retrying
-// (as opposed to a configuration error).
-func isTemporary(err error) bool {
-	return !errors.Is(err, ErrInvalidOptions)
 }
