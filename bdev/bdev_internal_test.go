@@ -229,3 +229,35 @@ type countingChan struct {
 }
 
 func (c *countingChan) Close() { *c.n++ }
+
+// TestSplitLargerThanPool: a parent needing more children than the pool
+// holds (pool 64, 200 children) goes out in waves and completes with the
+// right data.
+func TestSplitLargerThanPool(t *testing.T) {
+	for _, inline := range []bool{true, false} {
+		d := &ramDev{info: Info{Name: "ram", BlockSize: 512, NumBlocks: 256, MaxTransferBlocks: 1}, completeIn: inline}
+		r, ch := setup(t, d)
+		buf := make([]byte, 200*512)
+		for i := range buf {
+			buf[i] = byte(i / 512)
+		}
+		io := ch.Alloc()
+		io.Type, io.OffsetBlocks, io.NumBlocks, io.Iovs = IOWrite, 10, 200, [][]byte{buf}
+		st := StatusPending
+		ch.Submit(io, func(io *IO) { st = io.Status })
+		for i := 0; i < 1000 && st == StatusPending; i++ {
+			d.pump()
+			r.Poll(reactor.Ticks(i))
+		}
+		if st != StatusSuccess {
+			t.Fatalf("inline=%v: status %v after polling", inline, st)
+		}
+		if len(d.pieces) != 200 || string(d.data[10*512:210*512]) != string(buf) {
+			t.Fatalf("inline=%v: %d pieces, data equal %v", inline, len(d.pieces), string(d.data[10*512:210*512]) == string(buf))
+		}
+		if ch.Outstanding() != 0 || len(ch.free) != 64 {
+			t.Fatalf("inline=%v: outstanding %d free %d", inline, ch.Outstanding(), len(ch.free))
+		}
+		r.Close()
+	}
+}

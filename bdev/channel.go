@@ -94,7 +94,7 @@ func (c *IOChannel) recycle(io *IO) {
 	io.Iovs, io.Ctx, io.Status = nil, nil, StatusPending
 	io.DriverLink, io.DriverCtx = nil, 0
 	io.cb, io.link, io.parent = nil, nil, nil
-	io.remaining, io.failed = 0, 0
+	io.remaining, io.failed, io.splitOff = 0, 0, 0
 	io.iovStore = io.iovStore[:0]
 	io.inPool = true
 	c.free = append(c.free, io)
@@ -196,6 +196,10 @@ func (c *IOChannel) finish(io *IO) {
 		if p.remaining > 0 {
 			return
 		}
+		if p.splitOff < p.NumBlocks {
+			c.splitMore(p) // next wave
+			return
+		}
 		p.Status = p.failed
 		io = p
 	}
@@ -232,7 +236,7 @@ func (c *IOChannel) poll(reactor.Ticks) reactor.Status {
 			io := c.nomem.pop()
 			if io.remaining == -1 { // a parent waiting for child IOs
 				io.remaining = 0
-				c.split(io)
+				c.splitMore(io)
 				continue
 			}
 			c.submitToModule(io)
@@ -282,59 +286,44 @@ func (c *IOChannel) nextPiece(off, left uint64) uint64 {
 }
 
 // split submits io as children that each satisfy the device's limits. The
-// parent completes when the last child does, with the first failure.
+// parent completes when the last child does, with the first failure. A
+// parent needing more children than the pool holds is sent in waves: each
+// wave takes what the pool has, and the next starts when it completes.
 func (c *IOChannel) split(io *IO) {
-	count := 0
-	for off, left := io.OffsetBlocks, io.NumBlocks; left > 0; {
-		n := c.nextPiece(off, left)
-		off += n
-		left -= n
-		count++
-	}
-	if count > len(c.free) {
-		// Not enough IOs for every child: retry the parent as a whole once
-		// something completes rather than leave it half submitted.
-		c.nomemSplit(io)
-		return
-	}
-	io.remaining = count
 	io.failed = StatusSuccess
+	io.splitOff = 0
+	c.splitMore(io)
+}
+
+// splitMore submits the next wave of io's children.
+func (c *IOChannel) splitMore(io *IO) {
 	bs := uint64(c.bdev.info.BlockSize)
-	var byteOff uint64
-	children := c.free[len(c.free)-count:]
-	// Build every child before submitting any so a child that completes
-	// inline cannot finish the parent early.
-	off, left := io.OffsetBlocks, io.NumBlocks
-	for i := count - 1; i >= 0; i-- {
-		ch := children[i]
-		n := c.nextPiece(off, left)
-		ch.inPool = false
+	was := c.inSubmit
+	c.inSubmit = true // children completing inline are deferred
+	for io.splitOff < io.NumBlocks {
+		ch := c.Alloc()
+		if ch == nil {
+			break
+		}
+		off := io.OffsetBlocks + io.splitOff
+		n := c.nextPiece(off, io.NumBlocks-io.splitOff)
 		ch.Type = io.Type
 		ch.OffsetBlocks = off
 		ch.NumBlocks = n
 		ch.parent = io
 		ch.start = io.start
-		ch.iovStore = sliceIovs(ch.iovStore[:0], io.Iovs, byteOff, n*bs)
+		ch.iovStore = sliceIovs(ch.iovStore[:0], io.Iovs, io.splitOff*bs, n*bs)
 		ch.Iovs = ch.iovStore
-		byteOff += n * bs
-		off += n
-		left -= n
-	}
-	c.free = c.free[:len(c.free)-count]
-	was := c.inSubmit
-	c.inSubmit = true
-	for i := count - 1; i >= 0; i-- {
-		c.mod.Submit(children[i])
+		io.splitOff += n
+		io.remaining++
+		c.mod.Submit(ch)
 	}
 	c.inSubmit = was
-}
-
-// nomemSplit parks a parent that could not get its children; the poller
-// resubmits it through Submit's split path when IOs come back.
-func (c *IOChannel) nomemSplit(io *IO) {
-	io.parent = nil
-	io.remaining = -1 // marks "resplit" for the retry path
-	c.nomem.push(io)
+	if io.remaining == 0 {
+		// Not a single child IO free: retry once something completes.
+		io.remaining = -1
+		c.nomem.push(io)
+	}
 }
 
 // sliceIovs appends to dst the pieces of src covering [off, off+n) bytes.

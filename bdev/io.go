@@ -113,6 +113,7 @@ type IO struct {
 	end       reactor.Ticks
 	parent    *IO
 	remaining int    // children not yet completed (parent of a split)
+	splitOff  uint64 // blocks of a split parent handed to children so far
 	failed    Status // first failure among children
 	iovStore  [][]byte
 	inPool    bool

@@ -29,6 +29,7 @@ import (
 	"hyperpath/bdev"
 	"hyperpath/bdev/malloc"
 	"hyperpath/bdev/null"
+	"hyperpath/bdev/remote"
 	"hyperpath/internal/hugemem"
 	"hyperpath/internal/logflag"
 	"hyperpath/nvmf/target"
@@ -90,6 +91,7 @@ type Daemon struct {
 	sigs   chan os.Signal
 	vhost  *vhost.Target
 	nvmf   *target.Target
+	remote *remote.Module
 
 	stopOnce sync.Once
 	stopErr  error

@@ -4,6 +4,7 @@ import (
 	"hyperpath/bdev/delay"
 	"hyperpath/bdev/errinject"
 	"hyperpath/bdev/local"
+	"hyperpath/bdev/remote"
 	"hyperpath/bdev/virtio"
 	"hyperpath/nvmf/target"
 	"hyperpath/vhost"
@@ -18,6 +19,7 @@ func (d *Daemon) registerExtraModules() {
 	delay.RegisterRPC(d.rpc, d.reg)
 	d.reg.RegisterModule(virtio.Module{})
 	virtio.RegisterRPC(d.rpc, d.reg)
+	d.remote = remote.RegisterRPC(d.rpc, d.reg, d.group.Reactors())
 }
 
 // registerTargets wires the vhost-user and NVMe-oF targets and their
@@ -38,6 +40,11 @@ func (d *Daemon) registerTargets() {
 // stopServices stops the targets before the bdevs go away: guests and
 // hosts see their connections close, in-flight IO drains.
 func (d *Daemon) stopServices() {
+	defer func() {
+		if d.remote != nil {
+			d.remote.Close() // after the targets: a loopback host drains first
+		}
+	}()
 	if d.vhost != nil {
 		d.vhost.Close()
 	}
