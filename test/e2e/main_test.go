@@ -1,13 +1,9 @@
-// Package e2e runs Hyperpath's binaries against each other as separate
-// processes: the hyperpath daemon as a target, bdevperf (or a guest) as
-// its client, over real sockets on loopback. Each test starts its own
-// processes, names its own ports and socket paths, and kills what it
-// started by PID in t.Cleanup. Everything here is skipped under -short.
-//
-// TestMain builds app/hyperpath and app/bdevperf once into a temporary
-// directory; tests reach them through hyperpathBin and bdevperfBin after
-// calling needBinaries.
 package e2e
+
+// TestMain builds app/hyperpath and app/bdevperf once into a temporary
+// directory (binDir); tests reach them through hyperpathBin and
+// bdevperfBin after calling needBinaries. Under -short, or off Linux,
+// nothing is built and every end-to-end test skips.
 
 import (
 	"flag"
@@ -15,12 +11,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
 var (
-	// hyperpathBin and bdevperfBin are the paths of the binaries TestMain
-	// built (empty under -short).
+	// binDir is the directory TestMain built the binaries into;
+	// hyperpathBin and bdevperfBin are their paths (all empty under
+	// -short).
+	binDir       string
 	hyperpathBin string
 	bdevperfBin  string
 	// buildErr is why the build failed, if it did.
@@ -30,15 +29,16 @@ var (
 func TestMain(m *testing.M) {
 	flag.Parse()
 	var dir string
-	if !testing.Short() {
+	if !testing.Short() && runtime.GOOS == "linux" {
 		var err error
 		if dir, err = os.MkdirTemp("", "hyperpath-e2e-bin-"); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
+		binDir = dir
 		hyperpathBin = filepath.Join(dir, "hyperpath")
 		bdevperfBin = filepath.Join(dir, "bdevperf")
-		buildErr = build(map[string]string{hyperpathBin: "hyperpath/app/hyperpath", bdevperfBin: "hyperpath/app/bdevperf"})
+		buildErr = goBuild(map[string]string{hyperpathBin: "hyperpath/app/hyperpath", bdevperfBin: "hyperpath/app/bdevperf"})
 	}
 	code := m.Run()
 	if dir != "" {
@@ -47,8 +47,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// build runs go build for each output path and package.
-func build(targets map[string]string) error {
+// goBuild runs go build for each output path and package.
+func goBuild(targets map[string]string) error {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		goTool = "/usr/local/go/bin/go"
@@ -61,12 +61,15 @@ func build(targets map[string]string) error {
 	return nil
 }
 
-// needBinaries skips the test under -short and fails it when the build
-// failed.
+// needBinaries skips the test under -short and off Linux (the daemon's
+// data path is Linux-only), and fails it when the build failed.
 func needBinaries(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test: builds and runs the hyperpath and bdevperf binaries; skipped under -short")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("end-to-end test: the daemon's data path (io_uring, vhost-user, nvmf/tcp) is Linux-only")
 	}
 	if buildErr != nil {
 		t.Fatal(buildErr)
