@@ -21,7 +21,10 @@
 #   QD1 avg / floor avg and QD1 p99 / floor p99 (against the spinning
 #   4 KiB floor, and in adaptive mode also against the blocking one),
 #   QD32 IOPS per target core (the target has one core; its reactor's busy
-#   share during QD32 comes from thread_get_stats, its CPU time from /proc).
+#   share during QD32 comes from thread_get_stats).
+# Each run also prints the CPU time of the target, of bdevperf and of
+# everything else on the machine meanwhile (/proc): on a machine shared with
+# other jobs, a run that had to share its CPUs says so.
 #
 # Env: RUNTIME (10 s per bdevperf run), FLOOR_TIME (10s), MODES ("poll
 # adaptive"), PORT (NVMe/TCP port; default a free one), BDEVPERF and
@@ -110,35 +113,71 @@ cpu_ticks() {
 	awk '{print $14 + $15}' "/proc/$TPID/stat"
 }
 
-# perf_run NAME QD FLAGS...: bdevperf on CPU 0, 4 KiB randread on Nvme0n1.
+# sys_busy: busy clock ticks of all CPUs (user, nice, system, irq,
+# softirq), from /proc/stat.
+sys_busy() {
+	awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat
+}
+
+# children_cpu VAR: sets VAR to the user+system clock ticks of this
+# shell's reaped children (times must run in this shell, not a subshell).
+children_cpu() {
+	times >"$DIR/times"
+	printf -v "$1" '%s' "$(awk -v hz="$(getconf CLK_TCK)" 'NR == 2 {
+		t = 0
+		for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); t += a[1] * 60 + a[2] }
+		printf "%d\n", t * hz + 0.5 }' "$DIR/times")"
+}
+
+# perf_run NAME QD FLAGS...: bdevperf on CPU 0, 4 KiB randread on Nvme0n1;
+# prints who used the CPUs meanwhile, so that a run disturbed by other
+# processes on this shared machine shows as such.
 perf_run() {
 	local name=$1 qd=$2
 	shift 2
+	local s0 k0 c0 w0 s1 k1 c1 w1
+	children_cpu k0
+	s0=$(sys_busy) c0=$(cpu_ticks) w0=$(date +%s%N)
 	"$BDEVPERF" -c "$DIR/initiator.json" -b Nvme0n1 -m 0x1 "$@" -q "$qd" -o 4096 -w randread -t "$RUNTIME" -S 0 \
 		--json-output "$DIR/$name.json" >"$DIR/$name.out" 2>&1 || {
 		echo "bdevperf $name failed:" >&2
 		cat "$DIR/$name.out" >&2
 		exit 1
 	}
+	s1=$(sys_busy) c1=$(cpu_ticks) w1=$(date +%s%N)
+	children_cpu k1
+	awk -v wall="$(((w1 - w0) / 1000000))" -v hz="$(getconf CLK_TCK)" -v sys="$((s1 - s0))" \
+		-v perf="$((k1 - k0))" -v tgt="$((c1 - c0))" -v name="$name" 'BEGIN {
+		one = wall / 1000 * hz / 100
+		printf "  CPU over the %s run (%.1f s, %% of one CPU): target %.0f%%, bdevperf %.0f%%, everything else %.0f%%\n",
+			name, wall / 1000, tgt / one, perf / one, (sys - tgt - perf) / one }' >"$DIR/$name.cpu"
 }
 
 # floor NAME FLAGS...: tcpfloor pinned to CPUs 0 (client) and 1 (server);
 # sets floor_avg and floor_p99 (us).
 floor() {
-	local name=$1
+	local name=$1 s0 k0 w0 s1 k1 w1
 	shift
+	children_cpu k0
+	s0=$(sys_busy) w0=$(date +%s%N)
 	taskset -c 0,1 go run "$ROOT/test/bench/tcpfloor" -t "$FLOOR_TIME" -client-cpu 0 -server-cpu 1 "$@" \
 		>"$DIR/floor-$name.out"
+	s1=$(sys_busy) w1=$(date +%s%N)
+	children_cpu k1
 	grep -v '^FLOOR' "$DIR/floor-$name.out"
+	awk -v wall="$(((w1 - w0) / 1000000))" -v hz="$(getconf CLK_TCK)" -v sys="$((s1 - s0))" -v mine="$((k1 - k0))" 'BEGIN {
+		one = wall / 1000 * hz / 100
+		printf "  CPU over the run (%.1f s with go run, %% of one CPU): go run + tcpfloor %.0f%%, everything else %.0f%%\n",
+			wall / 1000, mine / one, (sys - mine) / one }'
 	floor_avg=$(sed -n 's/^FLOOR.* avg_us=\([0-9.]*\).*/\1/p' "$DIR/floor-$name.out")
 	floor_p99=$(sed -n 's/^FLOOR.* p99_us=\([0-9.]*\).*/\1/p' "$DIR/floor-$name.out")
 }
 
 # ratios LABEL QD1_JSON FLOOR_AVG FLOOR_P99
 ratios() {
-	jq -r --arg label "$1" --arg fa "$3" --arg fp "$4" '.total |
-		"  QD1 avg / \($label) avg = \(.avg_latency_us * 100 / ($fa | tonumber) | floor / 100)x   " +
-		"QD1 p99 / \($label) p99 = \(.p99_latency_us * 100 / ($fp | tonumber) | floor / 100)x"' "$2"
+	jq -r --arg name "$1" --arg fa "$3" --arg fp "$4" '.total |
+		"  QD1 avg / \($name) avg = \(.avg_latency_us * 100 / ($fa | tonumber) | floor / 100)x   " +
+		"QD1 p99 / \($name) p99 = \(.p99_latency_us * 100 / ($fp | tonumber) | floor / 100)x"' "$2"
 }
 
 machine
@@ -165,23 +204,22 @@ for mode in $MODES; do
 	start_target "${flags[@]}"
 	perf_run "qd1-$mode" 1 "${flags[@]}"
 	read -r b0 t0 < <(busy_ticks)
-	c0=$(cpu_ticks)
 	perf_run "qd32-$mode" 32 "${flags[@]}"
 	read -r b1 t1 < <(busy_ticks)
-	c1=$(cpu_ticks)
 	stop_target
 
 	jq -r '.total | "QD1  randread 4k: IOPS \(.iops | floor)  avg \(.avg_latency_us * 100 | floor / 100) us  p50 \(.p50_latency_us * 100 | floor / 100) us  p99 \(.p99_latency_us * 100 | floor / 100) us  p99.9 \(.p99_9_latency_us * 100 | floor / 100) us"' "$DIR/qd1-$mode.json"
+	cat "$DIR/qd1-$mode.cpu"
 	jq -r '.total | "QD32 randread 4k: IOPS \(.iops | floor)  avg \(.avg_latency_us * 100 | floor / 100) us  p99 \(.p99_latency_us * 100 | floor / 100) us"' "$DIR/qd32-$mode.json"
+	cat "$DIR/qd32-$mode.cpu"
 	echo "ratios ($mode):"
 	ratios "floor(spin)" "$DIR/qd1-$mode.json" "$spin_avg" "$spin_p99"
 	if [[ $mode == adaptive ]]; then
 		ratios "floor(block)" "$DIR/qd1-$mode.json" "$block_avg" "$block_p99"
 	fi
-	jq -r --arg mode "$mode" --argjson busy "$(((b1 - b0) * 1000 / (t1 - t0)))" --argjson cpu "$((c1 - c0))" \
-		--argjson secs "$RUNTIME" --argjson hz "$(getconf CLK_TCK)" '.total |
-		"  QD32 IOPS per target core = \(.iops | floor)   (target reactor busy \($busy / 10)% of its ticks, " +
-		"target process CPU \($cpu * 100 / $hz / $secs | floor)% of one core, over the QD32 run)"' "$DIR/qd32-$mode.json"
+	jq -r --argjson busy "$(((b1 - b0) * 1000 / (t1 - t0)))" '.total |
+		"  QD32 IOPS per target core = \(.iops | floor)   (the target reactor was busy \($busy / 10)% of its ticks)"' \
+		"$DIR/qd32-$mode.json"
 done
 echo
 echo "uptime after: $(uptime)"
