@@ -24,7 +24,9 @@
 #   share during QD32 comes from thread_get_stats).
 # Each run also prints the CPU time of the target, of bdevperf and of
 # everything else on the machine meanwhile (/proc): on a machine shared with
-# other jobs, a run that had to share its CPUs says so.
+# other jobs, a run that had to share its CPUs says so. "Everything else" is
+# the machine's tick-sampled busy time less our processes' exact times, so
+# it reads low (floored at 0) when our threads sleep and wake very often.
 #
 # Env: RUNTIME (10 s per bdevperf run), FLOOR_TIME (10s), MODES ("poll
 # adaptive"), PORT (NVMe/TCP port; default a free one), BDEVPERF and
@@ -150,7 +152,7 @@ perf_run() {
 		-v perf="$((k1 - k0))" -v tgt="$((c1 - c0))" -v name="$name" 'BEGIN {
 		one = wall / 1000 * hz / 100
 		printf "  CPU over the %s run (%.1f s, %% of one CPU): target %.0f%%, bdevperf %.0f%%, everything else %.0f%%\n",
-			name, wall / 1000, tgt / one, perf / one, (sys - tgt - perf) / one }' >"$DIR/$name.cpu"
+			name, wall / 1000, tgt / one, perf / one, (sys > tgt + perf ? sys - tgt - perf : 0) / one }' >"$DIR/$name.cpu"
 }
 
 # floor NAME FLAGS...: tcpfloor pinned to CPUs 0 (client) and 1 (server);
@@ -168,7 +170,7 @@ floor() {
 	awk -v wall="$(((w1 - w0) / 1000000))" -v hz="$(getconf CLK_TCK)" -v sys="$((s1 - s0))" -v mine="$((k1 - k0))" 'BEGIN {
 		one = wall / 1000 * hz / 100
 		printf "  CPU over the run (%.1f s with go run, %% of one CPU): go run + tcpfloor %.0f%%, everything else %.0f%%\n",
-			wall / 1000, mine / one, (sys - mine) / one }'
+			wall / 1000, mine / one, (sys > mine ? sys - mine : 0) / one }'
 	floor_avg=$(sed -n 's/^FLOOR.* avg_us=\([0-9.]*\).*/\1/p' "$DIR/floor-$name.out")
 	floor_p99=$(sed -n 's/^FLOOR.* p99_us=\([0-9.]*\).*/\1/p' "$DIR/floor-$name.out")
 }
