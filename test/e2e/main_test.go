@@ -1,3 +1,17 @@
+// Package e2e runs Hyperpath's commands against each other as separate
+// processes, the way an operator would: the hyperpath daemon as a
+// vhost-user-blk or NVMe/TCP target, bdevperf as its client, over real
+// sockets on this machine (Unix sockets, TCP on 127.0.0.1). The package has
+// no code of its own; everything is in its tests.
+//
+// # Processes and ownership
+//
+// TestMain builds the binaries once. Each test owns the processes it
+// starts, the ports and socket paths it picks and the temporary
+// directories it makes; every process is registered with t.Cleanup and
+// ended by its PID (SIGTERM, then SIGKILL), also when the test fails.
+// Tests run one at a time: the daemon and bdevperf pin reactors to cores 1
+// and 0. Everything is skipped under -short and off Linux.
 package e2e
 
 // TestMain builds app/hyperpath and app/bdevperf once into a temporary
