@@ -76,10 +76,7 @@ func (g *PollGroup) Poll(reactor.Ticks) reactor.Status {
 		return reactor.Idle
 	}
 	busy := false
-	n, err := unix.EpollWait(g.epfd, g.evs[:], 0)
-	if err != nil {
-		n = 0
-	}
+	n := epollWaitNow(g.epfd, g.evs[:])
 	g.more = n == len(g.evs)
 	for i := 0; i < n; i++ {
 		ev := &g.evs[i]

