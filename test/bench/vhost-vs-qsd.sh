@@ -16,14 +16,18 @@
 # count against either target. Sides alternate within each of ROUNDS
 # rounds. All bdevs use 512-byte blocks, as QSD's export does by default.
 #
-# Prints one line per run, then per setup the mean over rounds of IOPS,
-# avg and p99 for every side, the ratios ours/QSD of IOPS and p99 at
-# QD32, and the QD1 average latency through our target.
+# Prints one line per run (with the CPU time anything else on the machine
+# used meanwhile, and the hypervisor's steal time: the machine is shared),
+# then per setup and queue depth the mean over rounds of IOPS, avg and p99
+# for every side with the ratios ours/QSD of IOPS and of p99, and the QD1
+# average latency through our target. Each target start is followed by an
+# unmeasured warm-up run.
 #
 # Env: BDEVPERF, HYPERPATH (default: build/bdevperf, build/hyperpath built
 # from this tree), RUNTIME seconds (10), ROUNDS (3), TARGET_CPU (1),
-# TARGET_MASK (0x2), CLIENT_MASK (0x1), CLIENT_ARGS (--poll), SIZE_MB
-# (1024), SHM_DIR (/dev/shm), SETUPS ("null ram"), BENCH_DIR (scratch for
+# TARGET_MASK (0x2), CLIENT_CPU (0), CLIENT_MASK (0x1), CLIENT_ARGS (--poll), SIZE_MB
+# (1024), SHM_DIR (/dev/shm), SETUPS ("null ram"), WARMUP seconds of an
+# unmeasured run after each target start (2), BENCH_DIR (scratch for
 # configs and sockets; default a temporary one, removed afterwards).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -42,6 +46,7 @@ CLIENT_ARGS=${CLIENT_ARGS-"--poll"}
 SIZE_MB=${SIZE_MB:-1024}
 SHM_DIR=${SHM_DIR:-/dev/shm}
 SETUPS=${SETUPS:-null ram}
+WARMUP=${WARMUP:-2}
 
 if [[ -n "${BENCH_DIR:-}" ]]; then
 	DIR=$BENCH_DIR
@@ -130,13 +135,106 @@ cat >"$DIR/client.json" <<JSON
 ]}]}
 JSON
 
-# run_client QD: prints "iops avg_us p99_us"
-run_client() {
+# c2c: the round trip of a cache line between the client's and the
+# target's CPU, measured right before each run. On a VM the host moves
+# vCPUs between physical cores, and this latency (60 ns on neighbouring
+# cores, 400+ ns across core complexes on the 2-vCPU EPYC VM) moves every
+# number below with it; compare sides only where it is alike. Measured
+# before each target starts (a polling target holds its CPU), so it can
+# have changed by the time of the run. Needs cc; "-" without it.
+C2C=
+if command -v cc >/dev/null; then
+	cat >"$DIR/c2c.c" <<'C'
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+enum { N = 200000 };
+static _Alignas(64) atomic_long line;
+static void pin(int cpu) {
+	cpu_set_t s;
+	CPU_ZERO(&s);
+	CPU_SET(cpu, &s);
+	pthread_setaffinity_np(pthread_self(), sizeof s, &s);
+}
+static void *echo(void *arg) {
+	pin(*(int *)arg);
+	for (long i = 0; i < N; i++) {
+		while (atomic_load_explicit(&line, memory_order_acquire) != 2 * i + 1)
+			;
+		atomic_store_explicit(&line, 2 * i + 2, memory_order_release);
+	}
+	return 0;
+}
+int main(int argc, char **argv) {
+	int a = atoi(argv[1]), b = atoi(argv[2]);
+	pthread_t t;
+	struct timespec t0, t1;
+	pthread_create(&t, 0, echo, &b);
+	pin(a);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (long i = 0; i < N; i++) {
+		atomic_store_explicit(&line, 2 * i + 1, memory_order_release);
+		while (atomic_load_explicit(&line, memory_order_acquire) != 2 * i + 2)
+			;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	pthread_join(t, 0);
+	printf("%.0f\n", ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / N);
+	return 0;
+}
+C
+	cc -O2 -pthread -o "$DIR/c2c" "$DIR/c2c.c" && C2C="$DIR/c2c"
+fi
+CLIENT_CPU=${CLIENT_CPU:-0}
+c2c() { if [[ -n "$C2C" ]]; then "$C2C" "$CLIENT_CPU" "$TARGET_CPU"; else echo -; fi; }
+
+HZ=$(getconf CLK_TCK)
+cpu_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; } # jiffies, all CPUs
+cpu_steal() { awk '/^cpu / { print $9 }' /proc/stat; }
+proc_cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # utime+stime of every thread
+
+# bdevperf_once QD SECONDS: one client run; its results in $DIR/client.json.out
+bdevperf_once() {
 	# shellcheck disable=SC2086 # CLIENT_ARGS is a list of flags
-	"$BDEVPERF" -c "$DIR/client.json" -b VirtioUser0 -q "$1" -o 4096 -w randread -t "$RUNTIME" -m "$CLIENT_MASK" \
-		-S 0 --json-output "$DIR/client.json.out" ${CLIENT_ARGS} >"$DIR/client.out" 2>&1 ||
-		{ echo "bdevperf failed:" >&2; cat "$DIR/client.out" "$DIR/target.log" >&2; exit 1; }
-	jq -r '.results[0] | "\(.iops) \(.avg_latency_us) \(.p99_latency_us)"' "$DIR/client.json.out"
+	"$BDEVPERF" -c "$DIR/client.json" -b VirtioUser0 -q "$1" -o 4096 -w randread -t "$2" -m "$CLIENT_MASK" \
+		-S 0 --json-output "$DIR/client.json.out" ${CLIENT_ARGS} >"$DIR/client.out" 2>&1
+}
+
+# run_client QD: prints "iops avg_us p99_us other_pct steal_pct". other_pct
+# is the CPU time of everything but the target and this client during the
+# run, in percent of one CPU (other engineers' jobs on a shared machine);
+# steal_pct the hypervisor's steal time likewise. A failed run is retried
+# once, with a note on stderr.
+run_client() {
+	local b0 s0 t0 w0 b1 s1 t1 w1 c other steal
+	b0=$(cpu_busy) s0=$(cpu_steal) t0=$(proc_cpu "$TARGET_PID") w0=$(date +%s.%N)
+	TIMEFORMAT='%3U %3S'
+	if ! { time bdevperf_once "$1" "$RUNTIME"; } 2>"$DIR/client.time"; then
+		echo "note: bdevperf failed, retrying once in 1 s:" >&2
+		sed 's/^/  | /' "$DIR/client.out" >&2
+		sleep 1
+		b0=$(cpu_busy) s0=$(cpu_steal) t0=$(proc_cpu "$TARGET_PID") w0=$(date +%s.%N)
+		if ! { time bdevperf_once "$1" "$RUNTIME"; } 2>"$DIR/client.time"; then
+			echo "bdevperf failed again:" >&2
+			cat "$DIR/client.out" "$DIR/target.log" >&2
+			exit 1
+		fi
+	fi
+	b1=$(cpu_busy) s1=$(cpu_steal) t1=$(proc_cpu "$TARGET_PID") w1=$(date +%s.%N)
+	c=$(awk '{ print $1 + $2 }' "$DIR/client.time")
+	read -r other steal < <(awk -v b="$((b1 - b0))" -v s="$((s1 - s0))" -v t="$((t1 - t0))" -v c="$c" -v w="$w1" -v w0="$w0" -v hz="$HZ" \
+		'BEGIN { o = (b - s - t) / hz - c; if (o < 0) o = 0; printf "%.1f %.1f\n", 100 * o / (w - w0), 100 * s / hz / (w - w0) }')
+	jq -r --arg o "$other" --arg s "$steal" '.results[0] | "\(.iops) \(.avg_latency_us) \(.p99_latency_us) \($o) \($s)"' "$DIR/client.json.out"
+}
+
+# warm_up: an unmeasured QD32 run, so that both sides have touched their
+# memory (a fresh 1 GiB RAM bdev faults its pages in on first read).
+warm_up() {
+	bdevperf_once 32 "$WARMUP" || { echo "note: warm-up run failed:" >&2; sed 's/^/  | /' "$DIR/client.out" >&2; }
 }
 
 # sides SETUP: the sides of a setup, QSD last
@@ -169,14 +267,18 @@ fi
 
 RES="$DIR/results.txt" # setup side qd round iops avg p99
 : >"$RES"
-printf '%-5s %-5s %-14s %-4s %12s %10s %10s\n' round setup side qd IOPS avg_us p99_us
+echo "other%: CPU used by anything but the target and the client during the run; steal%: hypervisor steal (both in % of one CPU)"
+echo "c2c_ns: cache-line round trip CPU $CLIENT_CPU <-> CPU $TARGET_CPU measured just before the target started"
+printf '%-5s %-5s %-14s %-4s %12s %10s %10s %7s %7s %7s\n' round setup side qd IOPS avg_us p99_us other% steal% c2c_ns
 for r in $(seq 1 "$ROUNDS"); do
 	for setup in $SETUPS; do
 		for side in $(sides "$setup"); do
+			c2c_ns=$(c2c) # before the start: a polling target holds its CPU
 			start_side "$setup" "$side"
+			warm_up
 			for qd in 32 1; do
-				read -r iops avg p99 < <(run_client "$qd")
-				printf '%-5s %-5s %-14s %-4s %12.0f %10.2f %10.2f\n' "$r" "$setup" "$side" "$qd" "$iops" "$avg" "$p99"
+				read -r iops avg p99 other steal < <(run_client "$qd")
+				printf '%-5s %-5s %-14s %-4s %12.0f %10.2f %10.2f %7s %7s %7s\n' "$r" "$setup" "$side" "$qd" "$iops" "$avg" "$p99" "$other" "$steal" "$c2c_ns"
 				echo "$setup $side $qd $r $iops $avg $p99" >>"$RES"
 			done
 			stop_target
