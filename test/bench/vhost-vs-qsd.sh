@@ -35,8 +35,9 @@
 # default a temporary one, removed afterwards).
 #
 # Reference results: 2-vCPU AMD EPYC VM (Firecracker, kernel 6.18.44), no
-# hugepages, QSD 7.2.22, 2026-11-25, defaults (3 rounds of 10 s), load from
-# other jobs under 2% in every QD32 run; mean over the rounds:
+# hugepages, QSD 7.2.22, 2026-11-25, defaults (3 rounds of 10 s); other
+# jobs took under 8% of a CPU in every QD32 run (under 2% in 15 of 18),
+# 43-56% in two QSD QD1 runs; mean over the rounds:
 #
 #	setup side           qd        IOPS   avg_us   p99_us  IOPS_x  p99_x
 #	null  ours-poll      32     3470990     9.62    18.07   2.533  0.267
