@@ -34,7 +34,7 @@
 # threads is QSD's default), BENCH_DIR (scratch for configs and sockets;
 # default a temporary one, removed afterwards).
 #
-# Reference results: 2-vCPU AMD EPYC VM (Firecracker, kernel 6.18.44), no
+# Reference results: 2-vCPU AMD EPYC VM (kernel 6.18.44), no
 # hugepages, QSD 7.2.22, 2026-11-25, defaults (3 rounds of 10 s); other
 # jobs took under 8% of a CPU in every QD32 run (under 2% in 15 of 18),
 # 43-56% in two QSD QD1 runs; mean over the rounds:
