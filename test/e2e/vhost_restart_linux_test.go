@@ -121,7 +121,7 @@ func TestVhostTargetRestart(t *testing.T) {
 	tot := res.Total
 	// noticed is ~0 when the bdev had failed by the time kill reaped the
 	// process: the socket closes as the process exits.
-	t.Logf("killed after %d requests; since the kill: failure noticed %v after the reap, target serving again %v, "+
+	t.Logf("killed after %d requests; after the reap of the killed target: failure seen %v, target serving again %v, "+
 		"bdev reconnected %v (%d reconnects); %d requests after the reconnect", beforeKill,
 		noticed.Round(time.Microsecond), restarted.Round(time.Millisecond),
 		reconnected.Round(time.Millisecond), d.Reconnects(), after-atReconnect)
