@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"hyperpath/bdev"
+	"hyperpath/bdev/passthru"
 	"hyperpath/reactor"
 )
 
@@ -53,12 +54,11 @@ func (q *fifo) pop() *bdev.IO {
 func deadline(io *bdev.IO) reactor.Ticks { return reactor.Ticks(io.DriverCtx &^ (deadlineGrain - 1)) }
 
 // channel is the delay bdev's state on one reactor; everything in it is
-// touched only there.
+// touched only there. The embedded passthru.Channel forwards every IO to
+// the base; channel holds the parents after the base completes them.
 type channel struct {
-	d    *Disk
-	r    *reactor.Reactor
-	base *bdev.IOChannel
-	done bdev.CompletionFunc // childDone, made once
+	passthru.Channel
+	d *Disk
 	// held are the IOs completed at the base and waiting for their
 	// deadline, one FIFO per latency.
 	held   [numLatencies]fifo
@@ -67,19 +67,22 @@ type channel struct {
 	active *reactor.Poller
 	timer  *reactor.Poller
 	spin   reactor.Ticks
-	closed bool
 }
 
-var _ bdev.Channel = (*channel)(nil)
+var (
+	_ bdev.Channel   = (*channel)(nil)
+	_ passthru.Owner = (*channel)(nil)
+)
 
-func newChannel(d *Disk, r *reactor.Reactor, base *bdev.IOChannel) *channel {
-	c := &channel{d: d, r: r, base: base, spin: reactor.TicksFromDuration(spinWindow),
-		rng: uint64(reactor.Now()) | 1}
-	c.done = c.childDone
-	c.active = r.RegisterPollerOpts("delay_"+d.info.Name, c.poll, reactor.PollerOptions{Arm: c.arm})
-	c.timer = r.RegisterPollerOpts("delay_timer_"+d.info.Name, c.poll, reactor.PollerOptions{PeriodUs: timerPeriodUs})
+// init sets up the latency state and the pollers; it runs on the
+// channel's reactor, in NewChannel.
+func (c *channel) init() {
+	r, name := c.Reactor(), c.d.Info().Name
+	c.spin = reactor.TicksFromDuration(spinWindow)
+	c.rng = uint64(reactor.Now()) | 1
+	c.active = r.RegisterPollerOpts("delay_"+name, c.poll, reactor.PollerOptions{Arm: c.arm})
+	c.timer = r.RegisterPollerOpts("delay_timer_"+name, c.poll, reactor.PollerOptions{PeriodUs: timerPeriodUs})
 	c.timer.Pause()
-	return c
 }
 
 // p99 reports whether this IO takes the p99 latency: one in a hundred.
@@ -95,7 +98,8 @@ func (c *channel) Submit(io *bdev.IO) {
 	kind := uint64(noDelay)
 	switch io.Type {
 	case bdev.IOReset:
-		c.reset(io)
+		io.DriverCtx = noDelay
+		c.Reset(io, abortMsg) // held IOs are aborted everywhere first
 		return
 	case bdev.IORead:
 		kind = uint64(AvgRead)
@@ -108,33 +112,20 @@ func (c *channel) Submit(io *bdev.IO) {
 			kind = uint64(P99Write)
 		}
 	}
-	c.forward(io, kind)
-}
-
-// forward submits io to the base as a child sharing its buffers.
-func (c *channel) forward(io *bdev.IO, kind uint64) {
-	child := c.base.Alloc()
-	if child == nil {
-		io.Complete(bdev.StatusNoMem)
-		return
-	}
-	child.Type, child.OffsetBlocks, child.NumBlocks, child.Iovs = io.Type, io.OffsetBlocks, io.NumBlocks, io.Iovs
-	child.Ctx = io
 	io.DriverCtx = kind
-	c.base.Submit(child, c.done)
+	c.Forward(io)
 }
 
-// childDone holds the parent until base completion + its latency (or
-// completes it at once when its type has none).
-func (c *channel) childDone(child *bdev.IO) {
-	parent := child.Ctx.(*bdev.IO)
-	st := child.Status
+// ChildDone implements passthru.Owner: it holds the parent until base
+// completion + its latency (or completes it at once when its type has
+// none).
+func (c *channel) ChildDone(parent *bdev.IO, st bdev.Status) {
 	kind := parent.DriverCtx
 	if kind >= uint64(numLatencies) {
 		parent.Complete(st)
 		return
 	}
-	dl := uint64(c.r.IterNow()) + c.d.ticks[kind].Load()
+	dl := uint64(c.Reactor().IterNow()) + c.d.ticks[kind].Load()
 	dl = (dl + deadlineGrain - 1) &^ (deadlineGrain - 1)
 	parent.DriverCtx = dl | uint64(st)
 	c.held[kind].push(parent)
@@ -172,7 +163,7 @@ func (c *channel) arm() bool {
 	if c.nheld == 0 {
 		return false
 	}
-	limit := c.r.IterNow() + c.spin
+	limit := c.Reactor().IterNow() + c.spin
 	for k := range c.held {
 		if io := c.held[k].head; io != nil && deadline(io) <= limit {
 			return true
@@ -196,36 +187,13 @@ func (c *channel) abortHeld() {
 // with the channel as argument, so sending allocates nothing.
 func abortMsg(a any) { a.(*channel).abortHeld() }
 
-// reset aborts the held IOs and resets the base.
-func (c *channel) reset(io *bdev.IO) {
-	c.abortHeld()
-	for _, o := range *c.d.chans.Load() {
-		if o != c {
-			reactor.Send(o.r, abortMsg, o)
-		}
-	}
-	if !c.d.base.Device().Supports(bdev.IOReset) {
-		io.Complete(bdev.StatusSuccess)
-		return
-	}
-	c.forward(io, noDelay)
-}
-
-// Close implements bdev.Channel; nothing is held or in flight by then. It
-// may run inside the base channel's completion callback, so the base
-// channel is put back by a message, after that callback has returned; a
-// second call does nothing.
+// Close implements bdev.Channel; nothing is held or in flight by then. The
+// pollers go first, then the forwarding base puts the base channel back.
 func (c *channel) Close() {
-	if c.closed {
-		return
+	if c.active != nil {
+		c.active.Unregister()
+		c.timer.Unregister()
+		c.active, c.timer = nil, nil
 	}
-	c.closed = true
-	c.active.Unregister()
-	c.timer.Unregister()
-	c.d.dropChannel(c)
-	if reactor.Send(c.r, putBaseMsg, c) != nil {
-		c.base.PutChannel() // ring full: put it back now
-	}
+	c.Channel.Close()
 }
-
-func putBaseMsg(a any) { a.(*channel).base.PutChannel() }

@@ -2,12 +2,12 @@ package delay
 
 import (
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"hyperpath/bdev"
+	"hyperpath/bdev/passthru"
 	"hyperpath/reactor"
 )
 
@@ -62,23 +62,16 @@ func (o *Options) latencies() [numLatencies]uint64 {
 	return [numLatencies]uint64{o.AvgReadUs, o.P99ReadUs, o.AvgWriteUs, o.P99WriteUs}
 }
 
-// Disk is a delay bdev.
+// Disk is a delay bdev. The embedded passthru.Device holds the claimed
+// base and the channel list; Disk adds the latencies.
 type Disk struct {
-	info bdev.Info
+	passthru.Device
 	opts Options
-	reg  *bdev.Registry
-	desc *bdev.Desc
-	base *bdev.Bdev
 
 	// us and ticks are the current latencies; updated by the control
 	// plane, read per IO with one atomic load.
 	us    [numLatencies]atomic.Uint64
 	ticks [numLatencies]atomic.Uint64
-
-	onDestroy func()
-	mu        sync.Mutex
-	chans     atomic.Pointer[[]*channel]
-	destroyed bool
 }
 
 var (
@@ -115,34 +108,14 @@ func New(reg *bdev.Registry, o Options) (*Disk, error) {
 	if o.UUID.IsZero() {
 		o.UUID = bdev.NewUUID()
 	}
-	d := &Disk{opts: o, reg: reg}
+	d := &Disk{opts: o}
 	for l, us := range o.latencies() {
 		d.SetLatency(Latency(l), us)
 	}
-	desc, err := reg.Open(o.BaseName, true, d.onBaseEvent)
-	if err != nil {
+	if err := d.Open(reg, o.BaseName, ModuleName, bdev.Info{Name: o.Name, ProductName: "delay", UUID: o.UUID}); err != nil {
 		return nil, fmt.Errorf("delay bdev %q on %q: %w", o.Name, o.BaseName, err)
 	}
-	if err := desc.Claim(ModuleName); err != nil {
-		desc.Close()
-		return nil, fmt.Errorf("delay bdev %q: %w", o.Name, err)
-	}
-	d.desc, d.base = desc, desc.Bdev()
-	bi := d.base.Info()
-	d.info = bdev.Info{
-		Name: o.Name, ProductName: "delay", UUID: o.UUID,
-		BlockSize: bi.BlockSize, NumBlocks: bi.NumBlocks, WriteCache: bi.WriteCache,
-		OptimalIOBoundary: bi.OptimalIOBoundary, Module: ModuleName,
-	}
-	empty := []*channel{}
-	d.chans.Store(&empty)
 	return d, nil
-}
-
-func (d *Disk) onBaseEvent(ev bdev.EventType, _ *bdev.Bdev) {
-	if ev == bdev.EventRemove {
-		d.reg.Unregister(d.info.Name, nil)
-	}
 }
 
 // SetLatency changes one latency (bdev_delay_update_latency). IOs held
@@ -160,37 +133,11 @@ func (d *Disk) SetLatency(l Latency, us uint64) error {
 // LatencyUs returns a latency in microseconds.
 func (d *Disk) LatencyUs(l Latency) uint64 { return d.us[l].Load() }
 
-// Info implements bdev.Device.
-func (d *Disk) Info() *bdev.Info { return &d.info }
-
-// Supports implements bdev.Device: what the base supports.
-func (d *Disk) Supports(t bdev.IOType) bool { return d.base.Device().Supports(t) }
-
-// Base returns the base bdev.
-func (d *Disk) Base() *bdev.Bdev { return d.base }
-
-// Destroy implements bdev.Device: it closes the base descriptor.
-func (d *Disk) Destroy() error {
-	d.mu.Lock()
-	if d.destroyed {
-		d.mu.Unlock()
-		return nil
-	}
-	d.destroyed = true
-	cb := d.onDestroy
-	d.mu.Unlock()
-	d.desc.Close()
-	if cb != nil {
-		cb()
-	}
-	return nil
-}
-
 func (d *Disk) values() bdev.Ordered {
 	return bdev.Obj(
-		"name", d.info.Name,
+		"name", d.Info().Name,
 		"base_bdev_name", d.opts.BaseName,
-		"uuid", d.info.UUID.String(),
+		"uuid", d.Info().UUID.String(),
 		"avg_read_latency", d.us[AvgRead].Load(),
 		"p99_read_latency", d.us[P99Read].Load(),
 		"avg_write_latency", d.us[AvgWrite].Load(),
@@ -206,28 +153,10 @@ func (d *Disk) ConfigEntry() (string, any) { return "bdev_delay_create", d.value
 
 // NewChannel implements bdev.Device.
 func (d *Disk) NewChannel(r *reactor.Reactor) (bdev.Channel, error) {
-	base, err := d.desc.GetChannel(r)
-	if err != nil {
+	c := &channel{d: d}
+	if err := d.Device.NewChannel(&c.Channel, r, c); err != nil {
 		return nil, err
 	}
-	c := newChannel(d, r, base)
-	d.mu.Lock()
-	old := *d.chans.Load()
-	next := append(append(make([]*channel, 0, len(old)+1), old...), c)
-	d.chans.Store(&next)
-	d.mu.Unlock()
+	c.init()
 	return c, nil
-}
-
-func (d *Disk) dropChannel(c *channel) {
-	d.mu.Lock()
-	old := *d.chans.Load()
-	next := make([]*channel, 0, len(old))
-	for _, o := range old {
-		if o != c {
-			next = append(next, o)
-		}
-	}
-	d.chans.Store(&next)
-	d.mu.Unlock()
 }

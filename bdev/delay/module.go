@@ -1,12 +1,11 @@
 package delay
 
 import (
-	"errors"
 	"fmt"
-	"sync"
 	"syscall"
 
 	"hyperpath/bdev"
+	"hyperpath/bdev/passthru"
 )
 
 // Module is the delay module of one registry. It keeps the associations
@@ -14,8 +13,7 @@ import (
 // whose base is missing appears when the base does (Examine).
 type Module struct {
 	reg   *bdev.Registry
-	mu    sync.Mutex
-	assoc map[string]Options
+	assoc passthru.Configs[Options] // keyed by delay bdev name
 }
 
 var (
@@ -27,18 +25,11 @@ var (
 // reg.RegisterModule so that Examine sees new bdevs (RegisterRPC does
 // both).
 func NewModule(reg *bdev.Registry) *Module {
-	return &Module{reg: reg, assoc: map[string]Options{}}
+	return &Module{reg: reg}
 }
 
 func moduleFor(reg *bdev.Registry) *Module {
-	for _, m := range reg.Modules() {
-		if dm, ok := m.(*Module); ok && dm.reg == reg {
-			return dm
-		}
-	}
-	m := NewModule(reg)
-	reg.RegisterModule(m)
-	return m
+	return passthru.ModuleFor(reg, func(m *Module) bool { return m.reg == reg }, func() *Module { return NewModule(reg) })
 }
 
 // Name implements bdev.Module.
@@ -57,21 +48,8 @@ func (m *Module) Create(o Options) error {
 	if o.UUID.IsZero() {
 		o.UUID = bdev.NewUUID() // kept with the association for a later examine
 	}
-	m.mu.Lock()
-	if _, dup := m.assoc[o.Name]; dup {
-		m.mu.Unlock()
-		return fmt.Errorf("delay bdev %q already configured: %w", o.Name, syscall.EEXIST)
-	}
-	m.assoc[o.Name] = o
-	m.mu.Unlock()
-	err := m.attach(o)
-	if errors.Is(err, bdev.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		m.forget(o.Name)
-	}
-	return err
+	return m.assoc.Create(o.Name, o.BaseName, o,
+		fmt.Errorf("delay bdev %q already configured: %w", o.Name, syscall.EEXIST), m.attach)
 }
 
 func (m *Module) attach(o Options) error {
@@ -79,32 +57,12 @@ func (m *Module) attach(o Options) error {
 	if err != nil {
 		return err
 	}
-	d.onDestroy = func() { m.forget(o.Name) }
-	if _, err := m.reg.Register(d); err != nil {
-		d.onDestroy = nil
-		d.Destroy()
-		return err
-	}
-	return nil
-}
-
-func (m *Module) forget(name string) {
-	m.mu.Lock()
-	delete(m.assoc, name)
-	m.mu.Unlock()
+	return d.Register(d, func() { m.assoc.Forget(o.Name) })
 }
 
 // Examine implements bdev.Examiner: delay bdevs waiting for b are created.
 func (m *Module) Examine(b *bdev.Bdev) {
-	m.mu.Lock()
-	var todo []Options
-	for _, o := range m.assoc {
-		if o.BaseName == b.Name() {
-			todo = append(todo, o)
-		}
-	}
-	m.mu.Unlock()
-	for _, o := range todo {
+	for _, o := range m.assoc.Waiting(b.Name()) {
 		if _, err := m.reg.Get(o.Name); err != nil {
 			m.attach(o)
 		}
@@ -113,13 +71,5 @@ func (m *Module) Examine(b *bdev.Bdev) {
 
 // Lookup returns the delay bdev named name.
 func (m *Module) Lookup(name string) (*Disk, error) {
-	b, err := m.reg.Get(name)
-	if err != nil {
-		return nil, err
-	}
-	d, ok := b.Device().(*Disk)
-	if !ok {
-		return nil, fmt.Errorf("bdev %q is not a delay bdev: %w", name, bdev.ErrNotFound)
-	}
-	return d, nil
+	return passthru.Lookup[*Disk](m.reg, name, "a delay bdev")
 }

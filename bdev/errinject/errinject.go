@@ -3,11 +3,11 @@ package errinject
 import (
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"syscall"
 
 	"hyperpath/bdev"
+	"hyperpath/bdev/passthru"
 	"hyperpath/reactor"
 )
 
@@ -109,19 +109,12 @@ type Options struct {
 	UUID     bdev.UUID
 }
 
-// Disk is an error-injection bdev.
+// Disk is an error-injection bdev. The embedded passthru.Device holds the
+// claimed base and the channel list; Disk adds the injection table.
 type Disk struct {
-	info      bdev.Info
-	opts      Options
-	reg       *bdev.Registry
-	desc      *bdev.Desc
-	base      *bdev.Bdev
-	vec       [len(injectable)]slot
-	onDestroy func()
-
-	mu        sync.Mutex
-	chans     atomic.Pointer[[]*channel]
-	destroyed bool
+	passthru.Device
+	opts Options
+	vec  [len(injectable)]slot
 }
 
 var (
@@ -139,59 +132,12 @@ func New(reg *bdev.Registry, o Options) (*Disk, error) {
 	if o.UUID.IsZero() {
 		o.UUID = bdev.NewUUID()
 	}
-	d := &Disk{opts: o, reg: reg}
-	desc, err := reg.Open(o.BaseName, true, d.onBaseEvent)
-	if err != nil {
+	d := &Disk{opts: o}
+	info := bdev.Info{Name: NamePrefix + o.BaseName, ProductName: "Error Injection Disk", UUID: o.UUID}
+	if err := d.Open(reg, o.BaseName, ModuleName, info); err != nil {
 		return nil, fmt.Errorf("error bdev on %q: %w", o.BaseName, err)
 	}
-	if err := desc.Claim(ModuleName); err != nil {
-		desc.Close()
-		return nil, fmt.Errorf("error bdev on %q: %w", o.BaseName, err)
-	}
-	d.desc, d.base = desc, desc.Bdev()
-	bi := d.base.Info()
-	d.info = bdev.Info{
-		Name: NamePrefix + o.BaseName, ProductName: "Error Injection Disk", UUID: o.UUID,
-		BlockSize: bi.BlockSize, NumBlocks: bi.NumBlocks, WriteCache: bi.WriteCache,
-		OptimalIOBoundary: bi.OptimalIOBoundary, Module: ModuleName,
-	}
-	empty := []*channel{}
-	d.chans.Store(&empty)
 	return d, nil
-}
-
-// onBaseEvent unregisters the error bdev when its base goes away.
-func (d *Disk) onBaseEvent(ev bdev.EventType, _ *bdev.Bdev) {
-	if ev == bdev.EventRemove {
-		d.reg.Unregister(d.info.Name, nil)
-	}
-}
-
-// Info implements bdev.Device.
-func (d *Disk) Info() *bdev.Info { return &d.info }
-
-// Supports implements bdev.Device: what the base supports.
-func (d *Disk) Supports(t bdev.IOType) bool { return d.base.Device().Supports(t) }
-
-// Base returns the base bdev.
-func (d *Disk) Base() *bdev.Bdev { return d.base }
-
-// Destroy implements bdev.Device: it closes the base descriptor, which
-// releases the claim.
-func (d *Disk) Destroy() error {
-	d.mu.Lock()
-	if d.destroyed {
-		d.mu.Unlock()
-		return nil
-	}
-	d.destroyed = true
-	cb := d.onDestroy
-	d.mu.Unlock()
-	d.desc.Close()
-	if cb != nil {
-		cb()
-	}
-	return nil
 }
 
 // DriverSpecific implements bdev.DriverSpecific (SPDK's "error_disk").
@@ -201,17 +147,17 @@ func (d *Disk) DriverSpecific() any {
 
 // ConfigEntry implements bdev.ConfigWriter.
 func (d *Disk) ConfigEntry() (string, any) {
-	return "bdev_error_create", bdev.Obj("base_name", d.opts.BaseName, "uuid", d.info.UUID.String())
+	return "bdev_error_create", bdev.Obj("base_name", d.opts.BaseName, "uuid", d.Info().UUID.String())
 }
 
 // Inject sets the injection for IO type t (read, write, flush or unmap).
 func (d *Disk) Inject(t bdev.IOType, inj Injection) error {
 	i := vecIndex(t)
 	if i < 0 {
-		return fmt.Errorf("error bdev %s: io type %v: %w", d.info.Name, t, ErrBadInjection)
+		return fmt.Errorf("error bdev %s: io type %v: %w", d.Info().Name, t, ErrBadInjection)
 	}
 	if err := inj.validate(); err != nil {
-		return fmt.Errorf("error bdev %s: %w", d.info.Name, err)
+		return fmt.Errorf("error bdev %s: %w", d.Info().Name, err)
 	}
 	d.vec[i].set(inj)
 	return nil
@@ -220,7 +166,7 @@ func (d *Disk) Inject(t bdev.IOType, inj Injection) error {
 // InjectAll sets inj for every injectable IO type (io_type "all").
 func (d *Disk) InjectAll(inj Injection) error {
 	if err := inj.validate(); err != nil {
-		return fmt.Errorf("error bdev %s: %w", d.info.Name, err)
+		return fmt.Errorf("error bdev %s: %w", d.Info().Name, err)
 	}
 	for i := range d.vec {
 		d.vec[i].set(inj)
@@ -289,36 +235,14 @@ func (d *Disk) ResumePending() {
 			d.vec[i].num.Store(0)
 		}
 	}
-	for _, c := range *d.chans.Load() {
-		reactor.Send(c.r, resumeMsg, c)
-	}
+	d.Broadcast(nil, resumeMsg)
 }
 
 // NewChannel implements bdev.Device: it gets the base's channel on r.
 func (d *Disk) NewChannel(r *reactor.Reactor) (bdev.Channel, error) {
-	base, err := d.desc.GetChannel(r)
-	if err != nil {
+	c := &channel{d: d}
+	if err := d.Device.NewChannel(&c.Channel, r, c); err != nil {
 		return nil, err
 	}
-	c := &channel{d: d, r: r, base: base}
-	c.done = c.childDone
-	d.mu.Lock()
-	old := *d.chans.Load()
-	next := append(append(make([]*channel, 0, len(old)+1), old...), c)
-	d.chans.Store(&next)
-	d.mu.Unlock()
 	return c, nil
-}
-
-func (d *Disk) dropChannel(c *channel) {
-	d.mu.Lock()
-	old := *d.chans.Load()
-	next := make([]*channel, 0, len(old))
-	for _, o := range old {
-		if o != c {
-			next = append(next, o)
-		}
-	}
-	d.chans.Store(&next)
-	d.mu.Unlock()
 }
