@@ -159,13 +159,15 @@ func TestConnectionLoss(t *testing.T) {
 }
 
 // TestReconnect restarts qemu-storage-daemon on the same socket and file:
-// with ReconnectDelay the bdev fails its IO, reconnects, and serves the
-// data written before the restart.
+// with CtrlrLossTimeout Forever the bdev holds a read submitted while it
+// is disconnected, reconnects, and serves it with the data written before
+// the restart.
 func TestReconnect(t *testing.T) {
 	file := shmFile(t, 4<<20, 0)
 	qsd := startQSD(t, qsdConfig{File: file})
 	e := newEnv(t)
-	d := e.attach(Options{Name: "Virtio0", SocketPath: qsd.sock, ReconnectDelay: 20 * time.Millisecond, QueueSize: 32})
+	d := e.attach(Options{Name: "Virtio0", SocketPath: qsd.sock, CtrlrLossTimeout: Forever,
+		ReconnectDelay: 20 * time.Millisecond, QueueSize: 32})
 	ch := e.channel("Virtio0")
 	buf := d.AllocBuffer(8192)
 	pattern(buf, 3)
@@ -173,24 +175,32 @@ func TestReconnect(t *testing.T) {
 		t.Fatalf("write: %v", st)
 	}
 	qsd.kill()
-	e.wait(func() bool { return d.State() == StateFailed })
-	if st := e.do(ch, bdev.IORead, 64, 16, buf); st != bdev.StatusFailed {
-		t.Fatalf("read while disconnected: %v", st)
+	e.wait(func() bool { return d.State() == StateReconnecting })
+	clear(buf)
+	io := ch.Alloc()
+	io.Type, io.OffsetBlocks, io.NumBlocks, io.Iovs = bdev.IORead, 64, 16, [][]byte{buf}
+	st := bdev.StatusPending
+	ch.Submit(io, func(io *bdev.IO) { st = io.Status })
+	for range 200 {
+		e.r.Poll(reactor.Now())
+		time.Sleep(100 * time.Microsecond)
+	}
+	if st != bdev.StatusPending {
+		t.Fatalf("read while disconnected completed with %v; want it held", st)
 	}
 	os.Remove(qsd.sock)
 	startQSD(t, qsdConfig{File: file, Sock: qsd.sock})
-	e.wait(func() bool { return d.State() == StateConnected })
-	clear(buf)
-	if st := e.do(ch, bdev.IORead, 64, 16, buf); st != bdev.StatusSuccess {
-		t.Fatalf("read after reconnect: %v", st)
+	e.wait(func() bool { return st != bdev.StatusPending })
+	if st != bdev.StatusSuccess {
+		t.Fatalf("held read after reconnect: %v", st)
 	}
 	want := make([]byte, 8192)
 	pattern(want, 3)
 	if !bytes.Equal(buf, want) {
 		t.Fatal("data written before the restart is not read back")
 	}
-	if d.Reconnects() != 1 {
-		t.Fatalf("%d reconnects", d.Reconnects())
+	if d.State() != StateConnected || d.Reconnects() != 1 || d.Stats().HeldIOs != 1 {
+		t.Fatalf("state %v, %d reconnects, %d held", d.State(), d.Reconnects(), d.Stats().HeldIOs)
 	}
 }
 
@@ -266,7 +276,7 @@ func TestMultiQueue(t *testing.T) {
 				t.Error(m)
 			}
 			for i, q := range d.queues {
-				n := q.requests.Load()
+				n := d.queueCounters(q).requests
 				if used := i < len(cores); used != (n > 0) {
 					t.Errorf("queue %d served %d requests with %d reactor(s)", i, n, len(cores))
 				}

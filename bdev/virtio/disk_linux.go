@@ -67,11 +67,29 @@ type Options struct {
 	NoEventIdx bool
 	// ConnectTimeout bounds the connection and the handshake (default 5 s).
 	ConnectTimeout time.Duration
-	// ReconnectDelay, when positive, makes the device reconnect after it
-	// lost its back end, retrying at that interval; IO submitted while it
-	// is disconnected fails. Zero: a lost connection leaves the bdev
-	// failed until it is detached.
+	// CtrlrLossTimeout is how long the device tries to reconnect after it
+	// lost its back end (SPDK's ctrlr_loss_timeout_sec). Meanwhile IO is
+	// held, not failed: the IO that was in the rings and the IO submitted
+	// during the outage go out again once the queues are back. Forever
+	// (any negative value) retries without end. Zero, the default, does
+	// not reconnect: the IO in flight and every later IO fail, and the
+	// bdev stays failed until it is detached. When a positive timeout
+	// passes the device gives up: held and new IO fail and, for a device
+	// registered by Attach (the RPC), the bdev is unregistered, as SPDK
+	// deletes a lost NVMe controller.
+	CtrlrLossTimeout time.Duration
+	// ReconnectDelay is the interval between reconnect attempts (SPDK's
+	// reconnect_delay_sec); the first is made at once. It must be positive
+	// when CtrlrLossTimeout is not zero, zero when it is, and at most a
+	// positive CtrlrLossTimeout.
 	ReconnectDelay time.Duration
+	// FastIOFailTimeout, when positive, fails the held IO and every IO
+	// submitted later once the device has been reconnecting that long
+	// (SPDK's fast_io_fail_timeout_sec); reconnect attempts go on, and IO
+	// is served again after a reconnect. Zero: IO is held until the
+	// device reconnects or gives up. If set it lies between ReconnectDelay
+	// and a positive CtrlrLossTimeout.
+	FastIOFailTimeout time.Duration
 	// Memory selects the backing of the shared region (default: hugepages
 	// when the kernel has them, else 4 KiB pages).
 	Memory hugemem.Policy
@@ -79,14 +97,30 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// State is the connection state of a Disk.
+// Forever is the CtrlrLossTimeout that never gives up reconnecting
+// (ctrlr_loss_timeout_sec -1).
+const Forever time.Duration = -1
+
+// State is the connection state of a Disk. The data path reads it once per
+// IO and once per poll.
 type State int32
 
 const (
-	// StateConnected: the back end serves the queues.
+	// StateConnected: the back end serves the queues; IO goes to the
+	// rings.
 	StateConnected State = iota
-	// StateFailed: the connection was lost or the back end broke a ring;
-	// IO fails until a reconnect succeeds.
+	// StateReconnecting: the connection was lost (or the back end broke
+	// a ring) and the device is reconnecting; every channel takes its
+	// requests back from its ring and holds them, with IO submitted
+	// meanwhile, for resubmission after the reconnect.
+	StateReconnecting
+	// StateFailingIO: still reconnecting, but FastIOFailTimeout has
+	// passed: held and new IO fail. A reconnect returns to
+	// StateConnected.
+	StateFailingIO
+	// StateFailed: the device does not reconnect (CtrlrLossTimeout 0,
+	// the timeout passed, or the bdev is being removed): IO fails until
+	// the bdev is detached.
 	StateFailed
 	// StateClosed: the device was destroyed.
 	StateClosed
@@ -96,6 +130,10 @@ func (s State) String() string {
 	switch s {
 	case StateConnected:
 		return "connected"
+	case StateReconnecting:
+		return "reconnecting"
+	case StateFailingIO:
+		return "reconnecting_failing_io"
 	case StateFailed:
 		return "failed"
 	case StateClosed:
@@ -103,6 +141,11 @@ func (s State) String() string {
 	}
 	return "unknown"
 }
+
+// removalPoll is how often a reconnecting device checks whether its bdev
+// is being unregistered, so that held IO fails and the descriptors can
+// close.
+const removalPoll = 20 * time.Millisecond
 
 // Disk is a virtio-blk device behind a vhost-user back end, exposed as a
 // bdev. See the package doc for who owns what.
@@ -131,18 +174,24 @@ type Disk struct {
 	huge        bool   // the region is backed by hugepages
 	shared      uint64 // bytes of the region
 
-	// failed is read per IO and per poll; failGen counts failures, and a
-	// reconnect sets resetReq to the generation queues must reset for.
-	failed   atomic.Bool
+	// state (a State) is read per IO and per poll; every change happens
+	// under mu. failGen counts the losses of a connection, and a
+	// reconnect sets resetReq to the generation the queues must reset
+	// for.
+	state    atomic.Int32
 	failGen  atomic.Uint64
 	resetReq atomic.Uint64 // failure generation the queues must reset for (reconnect)
-	state    atomic.Int32
+	// bdev is the registry's handle, set by Attach: a reconnecting device
+	// polls its Removing, and gives itself up through reg.
+	bdev atomic.Pointer[bdev.Bdev]
+	reg  *bdev.Registry
 
 	mu          sync.Mutex // control plane: sess, closing, queue owners, lastErr
 	sess        *session
 	dialing     *session // a reconnect's handshake in progress
 	closing     bool
 	lastErr     string
+	lostAt      time.Time // when the last connection was lost
 	reconnects  uint64
 	stop        chan struct{} // closed by Destroy
 	monitorDone chan struct{}
@@ -181,6 +230,12 @@ func (o *Options) setDefaults() error {
 	}
 	if o.ConnectTimeout == 0 {
 		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	if o.CtrlrLossTimeout < 0 {
+		o.CtrlrLossTimeout = Forever
+	}
+	if err := checkReconnect(o.CtrlrLossTimeout, o.ReconnectDelay, o.FastIOFailTimeout); err != nil {
+		return fmt.Errorf("virtio bdev %q: %w", o.Name, err)
 	}
 	switch {
 	case o.QueueCount < 1 || o.QueueCount > MaxQueueCount:
@@ -432,8 +487,9 @@ func (d *Disk) Destroy() error {
 		p.close() // cuts a reconnect's handshake short
 	}
 	<-d.monitorDone
+	d.mu.Lock()
 	d.state.Store(int32(StateClosed))
-	d.failed.Store(true)
+	d.mu.Unlock()
 	d.release()
 	return nil
 }
@@ -494,26 +550,76 @@ type Stats struct {
 	ZeroCopyIOs uint64
 	// BouncedIOs are reads and writes copied through the bounce pool
 	// (buffers outside the shared region, or more segments than seg_max),
-	// BouncedBytes their payload.
+	// BouncedBytes their payload. Both count requests put in a ring: an
+	// IO resubmitted after a reconnect counts again.
 	BouncedIOs   uint64
 	BouncedBytes uint64
 	// Kicks are the writes to kick eventfds.
 	Kicks uint64
 	// Requests are the virtio requests completed by the back end.
 	Requests uint64
+	// HeldIOs are the IOs held while the device was reconnecting: taken
+	// back from a ring at the loss, or submitted during the outage.
+	HeldIOs uint64
 }
 
-// Stats returns the data-path counters. Safe from any goroutine.
+// counters are one queue's data-path counters. They are plain fields,
+// written only on the reactor of the channel that holds the queue; Stats
+// reads them there (by a message) or under Disk.mu while no channel holds
+// the queue.
+type counters struct {
+	zeroCopy, bounced, bouncedBytes, kicks, requests, held uint64
+}
+
+func (s *Stats) add(c *counters) {
+	s.ZeroCopyIOs += c.zeroCopy
+	s.BouncedIOs += c.bounced
+	s.BouncedBytes += c.bouncedBytes
+	s.Kicks += c.kicks
+	s.Requests += c.requests
+	s.HeldIOs += c.held
+}
+
+// Stats returns the data-path counters. Safe from any goroutine; control
+// plane (it may wait for a message to each reactor that holds a queue).
+// A reactor driven with Poll instead of Run must be driven by the
+// goroutine that calls Stats.
 func (d *Disk) Stats() Stats {
 	var s Stats
 	for _, q := range d.queues {
-		s.ZeroCopyIOs += q.zeroCopy.Load()
-		s.BouncedIOs += q.bounced.Load()
-		s.BouncedBytes += q.bouncedBytes.Load()
-		s.Kicks += q.kicks.Load()
-		s.Requests += q.requests.Load()
+		c := d.queueCounters(q)
+		s.add(&c)
 	}
 	return s
+}
+
+// queueCounters reads q's counters without racing with their writer: on
+// the owning channel's reactor through a message when that reactor runs
+// on another thread, else directly under d.mu (nobody holds the queue, or
+// the caller is, or drives, the owner's reactor). A queue that changes
+// hands meanwhile is read again; a reactor that does not answer (being
+// stopped) yields the last value read.
+func (d *Disk) queueCounters(q *queue) counters {
+	for range 10 {
+		d.mu.Lock()
+		c := q.owner
+		if c == nil || !runningElsewhere(c.r) {
+			v := q.ctr
+			q.lastRead = v
+			d.mu.Unlock()
+			return v
+		}
+		d.mu.Unlock()
+		if v, ok := c.readCounters(time.Second); ok {
+			d.mu.Lock()
+			q.lastRead = v
+			d.mu.Unlock()
+			return v
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return q.lastRead
 }
 
 // LastError returns why the device last failed, or "".
@@ -533,9 +639,7 @@ func (d *Disk) Reconnects() uint64 {
 // ConfigEntry implements bdev.ConfigWriter (SPDK's virtio-user
 // write_config_json key order).
 func (d *Disk) ConfigEntry() (string, any) {
-	return "bdev_virtio_attach_controller", bdev.Obj(
-		"name", d.opts.Name, "dev_type", "blk", "trtype", "user",
-		"traddr", d.opts.SocketPath, "vq_count", d.opts.QueueCount, "vq_size", d.opts.QueueSize)
+	return "bdev_virtio_attach_controller", attachEntry(&d.opts)
 }
 
 // DriverSpecific implements bdev.DriverSpecific (SPDK's
@@ -561,11 +665,11 @@ func (d *Disk) monitor(s *session) {
 		}
 		d.lose(reason)
 		s.close()
-		if d.opts.ReconnectDelay <= 0 {
-			return
+		if State(d.state.Load()) != StateReconnecting {
+			return // no reconnect (CtrlrLossTimeout 0)
 		}
 		if s = d.reconnect(); s == nil {
-			return // Destroy stopped the retries
+			return // Destroy, removal or CtrlrLossTimeout ended the retries
 		}
 	}
 }
@@ -580,17 +684,71 @@ func watch(s *session) string {
 	return fmt.Sprintf("back end at %s sent %d unsolicited bytes; closing the connection", s.path, n)
 }
 
-// lose marks the device failed and wakes every channel so that it fails
-// its outstanding IO. Control plane.
+// failLocked moves a connected device to StateReconnecting, or to
+// StateFailed when it does not reconnect, and records why. It reports
+// whether the device was connected. Precondition: d.mu held.
+func (d *Disk) failLocked(reason string) bool {
+	if State(d.state.Load()) != StateConnected {
+		return false // keep the first cause (a broken ring)
+	}
+	d.lastErr = reason
+	d.lostAt = time.Now()
+	d.failGen.Add(1)
+	next := StateReconnecting
+	if d.opts.CtrlrLossTimeout == 0 {
+		next = StateFailed
+	}
+	d.state.Store(int32(next))
+	return true
+}
+
+// lose is the monitor's reaction to the end of the connection: the device
+// leaves StateConnected (unless a broken ring made it leave already) and
+// every channel is woken to take its requests back from its ring (or fail
+// them, without reconnect). Control plane.
 func (d *Disk) lose(reason string) {
 	d.mu.Lock()
-	first := !d.failed.Load()
+	first := d.failLocked(reason)
+	st := State(d.state.Load())
+	d.mu.Unlock()
 	if first {
-		d.lastErr = reason // else keep the first cause (a broken ring)
+		if st == StateReconnecting {
+			d.log.Warn("virtio: bdev lost its back end, holding IO while reconnecting", "bdev", d.opts.Name, "reason", reason,
+				"ctrlr_loss_timeout", d.opts.CtrlrLossTimeout, "fast_io_fail_timeout", d.opts.FastIOFailTimeout)
+		} else {
+			d.log.Warn("virtio: bdev failed, outstanding IO fails", "bdev", d.opts.Name, "reason", reason)
+		}
 	}
-	d.failGen.Add(1)
-	d.failed.Store(true)
-	d.state.Store(int32(StateFailed))
+	d.wakeChannels(true)
+}
+
+// setState moves the device from one of the states in from to to, under
+// d.mu, and wakes every channel; it reports whether it did.
+func (d *Disk) setState(to State, reason string, from ...State) bool {
+	d.mu.Lock()
+	cur := State(d.state.Load())
+	ok := false
+	for _, f := range from {
+		ok = ok || cur == f
+	}
+	if ok {
+		d.state.Store(int32(to))
+		if reason != "" {
+			d.lastErr = reason
+		}
+	}
+	d.mu.Unlock()
+	if ok {
+		d.wakeChannels(true)
+	}
+	return ok
+}
+
+// wakeChannels sends every channel a message that polls it: a channel's
+// poller does the work of a state change, the message only wakes a
+// sleeping reactor. With retry it waits out a full message ring.
+func (d *Disk) wakeChannels(retry bool) {
+	d.mu.Lock()
 	var wake []*channel
 	for _, q := range d.queues {
 		if q.owner != nil {
@@ -598,57 +756,90 @@ func (d *Disk) lose(reason string) {
 		}
 	}
 	d.mu.Unlock()
-	if first {
-		d.log.Warn("virtio: bdev failed, outstanding IO fails", "bdev", d.opts.Name, "reason", reason)
-	}
 	for _, c := range wake {
-		for reactor.Send(c.r, wakeChannel, c) == reactor.ErrRingFull {
+		for reactor.Send(c.r, wakeChannel, c) == reactor.ErrRingFull && retry {
 			time.Sleep(time.Millisecond)
 		}
 	}
 }
 
-// wakeChannel runs on a channel's reactor after a failure: the poller
-// does the work, the message only wakes a sleeping reactor.
+// wakeChannel runs on a channel's reactor after a state change.
 func wakeChannel(arg any) {
 	if c := arg.(*channel); !c.closed {
 		c.poll(0)
 	}
 }
 
-// ringBroken is called by a channel whose back end corrupted its ring
-// (a used entry naming a request that is not outstanding). The connection
-// is closed so that the back end stops touching the region; the monitor
-// then fails the device (and reconnects, if asked to).
+// ringBroken is called on a channel's reactor when its back end corrupted
+// its ring (a used entry naming a request that is not outstanding). The
+// device leaves StateConnected at once, so that no channel puts more
+// requests in the rings, and the connection is closed so that the back end
+// stops touching the region; the monitor then reconnects, if asked to.
 func (d *Disk) ringBroken(q *queue, err error) {
+	reason := fmt.Sprintf("back end broke queue %d: %v", q.idx, err)
 	d.mu.Lock()
-	first := !d.failed.Load()
-	if first {
-		d.lastErr = fmt.Sprintf("back end broke queue %d: %v", q.idx, err)
-		d.failGen.Add(1)
-		d.failed.Store(true)
-		d.state.Store(int32(StateFailed))
-	}
+	first := d.failLocked(reason)
 	s := d.sess
 	d.mu.Unlock()
 	if first {
-		d.log.Warn("virtio: bdev failed, outstanding IO fails", "bdev", d.opts.Name, "reason", d.LastError())
+		d.log.Warn("virtio: back end broke a ring", "bdev", d.opts.Name, "reason", reason)
 	}
 	if s != nil {
 		s.conn.CloseRead() // wakes the monitor; Close happens there
 	}
 }
 
-// reconnect redials until a handshake succeeds with a back end of the
-// same geometry, then resumes IO. It returns nil when Destroy stopped it.
+// reconnect runs while the device is in StateReconnecting or
+// StateFailingIO: it tries to reconnect at once and then every
+// ReconnectDelay until a handshake succeeds with a back end of the same
+// geometry, moves to StateFailingIO at FastIOFailTimeout, and gives up at
+// CtrlrLossTimeout (both counted from the loss) or when the bdev is being
+// unregistered. It returns the new session, or nil when it gave up or
+// Destroy stopped it.
 func (d *Disk) reconnect() *session {
+	d.mu.Lock()
+	lost := d.lostAt
+	d.mu.Unlock()
+	var fastFail, giveUp <-chan time.Time
+	if t := d.opts.FastIOFailTimeout; t > 0 {
+		tm := time.NewTimer(time.Until(lost.Add(t)))
+		defer tm.Stop()
+		fastFail = tm.C
+	}
+	if t := d.opts.CtrlrLossTimeout; t > 0 {
+		tm := time.NewTimer(time.Until(lost.Add(t)))
+		defer tm.Stop()
+		giveUp = tm.C
+	}
+	removal := time.NewTicker(removalPoll)
+	defer removal.Stop()
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	gen := d.failGen.Load()
 	for {
 		select {
 		case <-d.stop:
 			return nil
-		case <-time.After(d.opts.ReconnectDelay):
+		case <-fastFail:
+			fastFail = nil
+			if d.setState(StateFailingIO, "", StateReconnecting) {
+				d.log.Warn("virtio: bdev still reconnecting after fast_io_fail_timeout, IO fails", "bdev", d.opts.Name,
+					"fast_io_fail_timeout", d.opts.FastIOFailTimeout)
+			}
+			continue
+		case <-giveUp:
+			d.giveUp(fmt.Sprintf("no back end at %s within ctrlr_loss_timeout %v (last error: %s)",
+				d.opts.SocketPath, d.opts.CtrlrLossTimeout, d.LastError()), true)
+			return nil
+		case <-removal.C:
+			if b := d.bdev.Load(); b != nil && b.Removing() {
+				d.giveUp("bdev removed while reconnecting", false)
+				return nil
+			}
+			continue
+		case <-retry.C:
 		}
-		if !d.waitQueuesReset(d.failGen.Load()) {
+		if !d.waitQueuesReset(gen) {
 			return nil
 		}
 		s, err := d.redial()
@@ -657,6 +848,7 @@ func (d *Disk) reconnect() *session {
 			d.lastErr = err.Error()
 			d.mu.Unlock()
 			d.log.Debug("virtio: reconnect failed", "bdev", d.opts.Name, "err", err)
+			retry.Reset(d.opts.ReconnectDelay)
 			continue
 		}
 		d.mu.Lock()
@@ -665,35 +857,58 @@ func (d *Disk) reconnect() *session {
 			s.close()
 			return nil
 		}
+		if b := d.bdev.Load(); b != nil && b.Removing() {
+			d.mu.Unlock()
+			s.close()
+			d.giveUp("bdev removed while reconnecting", false)
+			return nil
+		}
 		d.sess = s
 		d.reconnects++
 		d.lastErr = ""
 		d.state.Store(int32(StateConnected))
-		d.failed.Store(false)
 		d.mu.Unlock()
-		d.log.Info("virtio: bdev reconnected", "bdev", d.opts.Name, "socket", d.opts.SocketPath)
+		d.log.Info("virtio: bdev reconnected, resubmitting held IO", "bdev", d.opts.Name, "socket", d.opts.SocketPath,
+			"outage", time.Since(lost).Round(time.Millisecond))
+		d.wakeChannels(true) // held IO goes out again on each channel's reactor
 		return s
 	}
 }
 
+// giveUp ends the reconnect attempts: the device moves to StateFailed, so
+// every channel fails its held IO and later IO. With unregister (the
+// CtrlrLossTimeout case) a device registered by Attach is unregistered,
+// as SPDK deletes a lost controller; Unregister runs on a goroutine of its
+// own because the device's Destroy waits for the monitor, which calls
+// giveUp.
+func (d *Disk) giveUp(reason string, unregister bool) {
+	if !d.setState(StateFailed, reason, StateReconnecting, StateFailingIO) {
+		return
+	}
+	d.log.Warn("virtio: bdev gave up reconnecting, IO fails", "bdev", d.opts.Name, "reason", reason)
+	if !unregister {
+		return
+	}
+	b := d.bdev.Load()
+	if b == nil {
+		return // not registered by Attach: stays failed until detached
+	}
+	reg, name := d.reg, d.opts.Name
+	go func() {
+		if err := reg.Unregister(name, nil); err != nil && !errors.Is(err, bdev.ErrRemoving) && !errors.Is(err, bdev.ErrNotFound) {
+			d.log.Warn("virtio: lost bdev stays registered (failed)", "bdev", name, "err", err)
+		}
+	}()
+}
+
 // waitQueuesReset asks every queue to reset its ring for failure gen
-// and waits until all have: queues held by a channel fail their IO and
-// reset on their reactor (the next poll); free ones are reset here. The
-// old back end's connection is closed by then, so it no longer serves the
-// rings. It returns false when Destroy stopped it.
+// and waits until all have: queues held by a channel take their requests
+// back and reset on their reactor (the next poll); free ones are reset
+// here. The old back end's connection is closed by then, so it no longer
+// serves the rings. It returns false when Destroy stopped it.
 func (d *Disk) waitQueuesReset(gen uint64) bool {
 	d.resetReq.Store(gen)
-	d.mu.Lock()
-	var wake []*channel
-	for _, q := range d.queues {
-		if q.owner != nil {
-			wake = append(wake, q.owner)
-		}
-	}
-	d.mu.Unlock()
-	for _, c := range wake {
-		reactor.Send(c.r, wakeChannel, c) // best effort: a running reactor polls anyway
-	}
+	d.wakeChannels(false) // best effort: a running reactor polls anyway
 	for {
 		done := true
 		d.mu.Lock()

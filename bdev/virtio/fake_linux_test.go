@@ -281,17 +281,17 @@ func TestReconnectChecksGeometry(t *testing.T) {
 	fb1 := newFakeBackend(t)
 	fb1.start()
 	e := newEnv(t)
-	d := e.attach(Options{Name: "F", SocketPath: fb1.sock, QueueSize: 16,
+	d := e.attach(Options{Name: "F", SocketPath: fb1.sock, QueueSize: 16, CtrlrLossTimeout: Forever,
 		ReconnectDelay: 10 * time.Millisecond, ConnectTimeout: 2 * time.Second})
 	fb1.stop()
-	e.wait(func() bool { return d.State() == StateFailed })
+	e.wait(func() bool { return d.State() == StateReconnecting })
 
 	fb2 := newFakeBackend(t)
 	fb2.sock = fb1.sock
 	fb2.config.CapacitySectors *= 2
 	fb2.start()
 	e.wait(func() bool { return strings.Contains(d.LastError(), "the device had 2048 of 4096") })
-	if d.State() != StateFailed {
+	if d.State() != StateReconnecting {
 		t.Fatalf("state %v after a refused reconnect", d.State())
 	}
 	fb2.stop()

@@ -2,6 +2,7 @@ package virtio
 
 import (
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -66,8 +67,11 @@ type queue struct {
 	owner    *channel      // Disk.mu
 	resetGen atomic.Uint64 // the failure generation the ring was last reset for
 
-	// Counters, written by the owning reactor, read by Stats.
-	zeroCopy, bounced, bouncedBytes, kicks, requests atomic.Uint64
+	// ctr is written by the owning channel's reactor only, with plain
+	// stores (no atomic per IO); see Disk.queueCounters for how Stats
+	// reads it. lastRead is Stats' last reading (Disk.mu).
+	ctr      counters
+	lastRead counters
 }
 
 func newQueue(d *Disk, i int) (*queue, error) {
@@ -162,6 +166,14 @@ type channel struct {
 	armed       bool // interrupts were enabled before the reactor slept
 	closed      bool // Close ran: the queue may belong to another channel now
 	inflight    int  // requests in the ring
+
+	// held are the IOs waiting for a reconnect, linked through their
+	// DriverLink (no allocation; at most the generic layer's IO pool):
+	// those taken back from the ring at the loss and those submitted
+	// while the device is StateReconnecting. They go out again, oldest
+	// first, when the device is connected, and fail when it moves to
+	// StateFailingIO or StateFailed.
+	held bdev.IOQueue
 }
 
 var _ bdev.Channel = (*channel)(nil)
@@ -169,10 +181,27 @@ var _ bdev.Channel = (*channel)(nil)
 // Submit implements bdev.Channel. Reactor c.r only.
 func (c *channel) Submit(io *bdev.IO) {
 	c.r.AssertCurrent()
-	if c.d.failed.Load() {
+	if st := State(c.d.state.Load()); st != StateConnected {
+		if st == StateReconnecting {
+			c.hold(io)
+			return
+		}
 		io.Complete(bdev.StatusFailed)
 		return
 	}
+	c.submit(io)
+}
+
+// hold puts io on the held list until the device reconnects.
+func (c *channel) hold(io *bdev.IO) {
+	c.held.Push(io)
+	c.q.ctr.held++
+}
+
+// submit puts io in the ring. Precondition: the device was connected when
+// it was submitted (a loss right after is handled by the next poll, which
+// takes the request back).
+func (c *channel) submit(io *bdev.IO) {
 	switch io.Type {
 	case bdev.IORead:
 		c.submitRW(io, reqIn)
@@ -264,10 +293,10 @@ func (c *channel) submitRW(io *bdev.IO, typ uint32) {
 	// Counted once the request is in the ring: a NoMem retry is not
 	// another IO.
 	if bounced {
-		q.bounced.Add(1)
-		q.bouncedBytes.Add(bdev.IovLen(io.Iovs))
+		q.ctr.bounced++
+		q.ctr.bouncedBytes += bdev.IovLen(io.Iovs)
 	} else {
-		q.zeroCopy.Add(1)
+		q.ctr.zeroCopy++
 	}
 }
 
@@ -444,7 +473,7 @@ func (c *channel) publish() {
 func (c *channel) doKick() {
 	q := c.q
 	unix.Write(q.kickFd, q.kick[:]) // EAGAIN only if 2^64-2 kicks are unread: the back end is woken anyway
-	q.kicks.Add(1)
+	q.ctr.kicks++
 }
 
 // complete finishes the request in slot si, which the back end returned.
@@ -465,7 +494,7 @@ func (c *channel) complete(si uint16) {
 	}
 	c.putSlot(si)
 	c.inflight--
-	q.requests.Add(1)
+	q.ctr.requests++
 	c.finish(io, ok)
 }
 
@@ -495,7 +524,8 @@ func (c *channel) finish(io *bdev.IO, ok bool) {
 }
 
 // poll is the channel's poller (reactor c.r only): it reaps completed
-// requests, resumes parked ranges and sends the kick deferred meanwhile.
+// requests, resubmits held IO after a reconnect, resumes parked ranges and
+// sends the kick deferred meanwhile.
 func (c *channel) poll(reactor.Ticks) reactor.Status {
 	c.r.AssertCurrent()
 	q := c.q
@@ -504,8 +534,8 @@ func (c *channel) poll(reactor.Ticks) reactor.Status {
 		q.drv.DisableInterrupts()
 		unix.Read(q.callFd, q.drain[:])
 	}
-	if c.d.failed.Load() {
-		return c.failAll()
+	if st := State(c.d.state.Load()); st != StateConnected {
+		return c.pollDown(st)
 	}
 	c.inPoll = true
 	n, err := q.drv.Reap(q.used)
@@ -519,6 +549,10 @@ func (c *channel) poll(reactor.Ticks) reactor.Status {
 		c.complete(u.Head)
 	}
 	busy := n > 0
+	if c.held.Len() > 0 && err == nil {
+		c.resubmitHeld()
+		busy = true
+	}
 	for k := q.parked.Len(); k > 0; k-- {
 		io := q.parked.Pop()
 		if c.issueRange(io) == 0 {
@@ -546,29 +580,26 @@ func (c *channel) poll(reactor.Ticks) reactor.Status {
 	return reactor.Idle
 }
 
-// failAll completes every request still in the ring and every parked
-// range with StatusFailed after the device failed, and resets the ring
-// once a reconnect asks for it.
-func (c *channel) failAll() reactor.Status {
+// resubmitHeld puts held IO in the ring after a reconnect, oldest first,
+// while request slots are free; the rest waits for the next poll. An IO
+// the ring has no descriptors for completes with NoMem and the generic
+// layer retries it. Called from poll with inPoll set.
+func (c *channel) resubmitHeld() {
+	for n := c.held.Len(); n > 0 && len(c.q.freeSlots) > 0; n-- {
+		c.submit(c.held.Pop())
+	}
+}
+
+// pollDown is the poller while the device is not connected. It takes
+// every request back from the ring (their IOs go to the held list in
+// StateReconnecting; pollDown fails them in the other states), resets
+// the ring once a reconnect asks for it, and fails held IO unless the
+// device is StateReconnecting.
+func (c *channel) pollDown(st State) reactor.Status {
 	q := c.q
 	busy := reactor.Idle
-	for q.parked.Len() > 0 {
-		io := q.parked.Pop()
-		io.DriverCtx |= ctxFailed
-		io.Complete(bdev.StatusFailed)
-		busy = reactor.Busy
-	}
-	if c.inflight > 0 {
-		for si := range q.slots {
-			sl := &q.slots[si]
-			io := sl.io
-			if io == nil {
-				continue
-			}
-			c.putSlot(uint16(si))
-			c.inflight--
-			c.finish(io, false)
-		}
+	if c.inflight > 0 || q.parked.Len() > 0 {
+		c.takeBack()
 		busy = reactor.Busy
 	}
 	c.kickPending = false
@@ -576,18 +607,111 @@ func (c *channel) failAll() reactor.Status {
 		q.reset(g)
 		q.drv.DisableInterrupts()
 	}
+	if st != StateReconnecting && c.held.Len() > 0 {
+		// A failed IO's callback may submit again: that IO fails inside
+		// Submit (deferred by the generic layer), so the loop is bounded
+		// by what was held when it started.
+		for n := c.held.Len(); n > 0; n-- {
+			c.held.Pop().Complete(bdev.StatusFailed)
+		}
+		busy = reactor.Busy
+	}
 	return busy
+}
+
+// takeBack empties the ring after the connection was lost: every request
+// slot is freed (with its bounce chunks) and each IO whose requests are
+// all back goes to the held list, to be submitted again from the start
+// (reads, writes, flushes, discards and write-zeroes are all safe to
+// repeat). An IO the back end already failed part of completes with
+// StatusFailed instead. Parked ranges are held too. Whatever the back end
+// wrote into a read's buffers before it died is overwritten by the
+// resubmitted read. Reactor c.r only; the old back end no longer serves
+// the ring (its connection is closed or it died).
+func (c *channel) takeBack() {
+	q := c.q
+	for si := range q.slots {
+		io := q.slots[si].io
+		if io == nil {
+			continue
+		}
+		c.putSlot(uint16(si))
+		c.inflight--
+		io.DriverCtx -= ctxInflightOne
+		if ctxInflight(io.DriverCtx) != 0 {
+			continue // more of this range IO's requests are in the ring
+		}
+		if io.DriverCtx&ctxFailed != 0 {
+			io.Complete(bdev.StatusFailed)
+			continue
+		}
+		c.hold(io)
+	}
+	for q.parked.Len() > 0 {
+		c.hold(q.parked.Pop())
+	}
 }
 
 // arm is the poller's Arm hook: before the reactor sleeps it asks the
 // back end for a call on the next completion, and vetoes the sleep when
-// completions (or work of our own) are already waiting.
+// completions (or work of our own) are already waiting. While the device
+// is down the reactor may sleep once the ring is empty and reset: state
+// changes wake it by a message.
 func (c *channel) arm() bool {
-	if c.d.failed.Load() {
-		return c.inflight > 0 || c.q.parked.Len() > 0
+	if st := State(c.d.state.Load()); st != StateConnected {
+		return c.inflight > 0 || c.q.parked.Len() > 0 ||
+			(c.d.resetReq.Load() != c.q.resetGen.Load()) ||
+			(st != StateReconnecting && c.held.Len() > 0)
 	}
 	c.armed = true
-	return c.q.drv.EnableInterrupts() || c.q.parked.Len() > 0 || c.kickPending
+	return c.q.drv.EnableInterrupts() || c.q.parked.Len() > 0 || c.kickPending || c.held.Len() > 0
+}
+
+// counterRead asks a channel's reactor for its queue's counters.
+type counterRead struct {
+	c    *channel
+	v    counters
+	ok   bool // false: the channel was closed, its queue may have moved
+	done chan struct{}
+}
+
+func readCountersMsg(arg any) {
+	r := arg.(*counterRead)
+	if !r.c.closed {
+		r.v, r.ok = r.c.q.ctr, true
+	}
+	close(r.done)
+}
+
+// readCounters reads the counters of c's queue on c's reactor and waits
+// up to timeout for the answer. Control plane; call it from outside that
+// reactor. An abandoned request is written by the reactor later and read
+// by nobody.
+func (c *channel) readCounters(timeout time.Duration) (counters, bool) {
+	r := &counterRead{c: c, done: make(chan struct{})}
+	deadline := time.Now().Add(timeout)
+	for reactor.Send(c.r, readCountersMsg, r) == reactor.ErrRingFull {
+		if time.Now().After(deadline) {
+			return counters{}, false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-r.done:
+		return r.v, r.ok
+	case <-t.C:
+		return counters{}, false
+	}
+}
+
+// runningElsewhere reports whether r runs (Run) on a thread other than
+// the caller's. Run locks its goroutine to its thread, so a caller on
+// that thread is the reactor itself.
+func runningElsewhere(r *reactor.Reactor) bool {
+	tid := r.Tid()
+	return tid != 0 && tid != unix.Gettid()
 }
 
 // Close implements bdev.Channel. It runs on the channel's reactor after

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"syscall"
+	"time"
 
 	"hyperpath/bdev"
 	"hyperpath/rpc"
@@ -24,44 +25,29 @@ import (
 // returns the array of bdev names (for blk: the given name). Detach of a
 // name that is not a virtio bdev gets -19 "No such device".
 //
+// Attach also takes bdev_nvme_attach_controller's reconnect parameters,
+// ctrlr_loss_timeout_sec (-1: forever, 0: no reconnect, the default),
+// reconnect_delay_sec and fast_io_fail_timeout_sec (see Options), checked
+// with SPDK's rules; a combination SPDK refuses gets -22 with a message
+// naming the rule (SPDK sends "Invalid argument" and logs the rule).
+// save_config writes them only when they are not zero.
+//
 // bdev_virtio_get_controllers is ours (SPDK has no such method): params
 // {"name"} optional; it lists each controller with its connection state
 // and data-path counters, -19 for an unknown name.
+//
+// Detach of a device that is reconnecting fails its held IO within
+// removalPoll, so that the bdev's users can close it.
 func RegisterRPC(s *rpc.Server, reg *bdev.Registry) {
 	s.Register("bdev_virtio_attach_controller", rpc.Runtime, func(_ context.Context, p json.RawMessage) (any, error) {
-		var req struct {
-			Name    string `json:"name" rpc:"required"`
-			TrType  string `json:"trtype" rpc:"required"`
-			TrAddr  string `json:"traddr" rpc:"required"`
-			DevType string `json:"dev_type" rpc:"required"`
-			VQCount uint32 `json:"vq_count"`
-			VQSize  uint32 `json:"vq_size"`
+		o, err := parseAttach(p)
+		if err != nil {
+			return nil, err
 		}
-		if err := rpc.Decode(p, &req); err != nil {
-			return nil, rpc.DecodeFailed(err)
-		}
-		switch req.TrType {
-		case "user":
-		case "pci", "vfio-user":
-			return nil, rpc.Errorf(-int(syscall.EOPNOTSUPP), "trtype '%s' is not supported: only 'user' (vhost-user)", req.TrType)
-		default:
-			return nil, rpc.Errorf(-int(syscall.EINVAL), "Invalid trtype '%s'", req.TrType)
-		}
-		switch req.DevType {
-		case "blk":
-		case "scsi":
-			return nil, rpc.Errorf(-int(syscall.EOPNOTSUPP), "dev_type 'scsi' is not supported: only 'blk'")
-		default:
-			return nil, rpc.Errorf(-int(syscall.EINVAL), "Invalid dev_type '%s'", req.DevType)
-		}
-		if req.VQCount > MaxQueueCount || req.VQSize > 1<<16 {
-			return nil, rpc.Errno(syscall.EINVAL).WithCause(fmt.Errorf("vq_count %d or vq_size %d out of range", req.VQCount, req.VQSize))
-		}
-		o := Options{Name: req.Name, SocketPath: req.TrAddr, QueueCount: int(req.VQCount), QueueSize: int(req.VQSize)}
 		if err := Attach(reg, o); err != nil {
 			return nil, rpc.Errno(syscall.EINVAL).WithCause(err)
 		}
-		return []string{req.Name}, nil
+		return []string{o.Name}, nil
 	})
 	s.Register("bdev_virtio_detach_controller", rpc.Runtime, func(_ context.Context, p json.RawMessage) (any, error) {
 		return bdev.DeleteRPC(reg, p, ModuleName)
@@ -98,10 +84,13 @@ func Attach(reg *bdev.Registry, o Options) error {
 	if err != nil {
 		return err
 	}
-	if _, err := reg.Register(d); err != nil {
+	d.reg = reg // before Register: the monitor reads it after bdev is set
+	b, err := reg.Register(d)
+	if err != nil {
 		d.Destroy()
 		return err
 	}
+	d.bdev.Store(b)
 	return nil
 }
 
@@ -118,6 +107,9 @@ func (d *Disk) describe() bdev.Ordered {
 		"state", d.State().String(),
 		"last_error", d.LastError(),
 		"reconnects", d.Reconnects(),
+		"ctrlr_loss_timeout_sec", attachSec(d.opts.CtrlrLossTimeout),
+		"reconnect_delay_sec", attachSec(d.opts.ReconnectDelay),
+		"fast_io_fail_timeout_sec", attachSec(d.opts.FastIOFailTimeout),
 		"bdevs", []string{d.opts.Name},
 		"features", fmt.Sprintf("0x%x", d.acked),
 		"block_size", d.info.BlockSize,
@@ -132,5 +124,15 @@ func (d *Disk) describe() bdev.Ordered {
 		"bounced_bytes", st.BouncedBytes,
 		"kicks", st.Kicks,
 		"requests", st.Requests,
+		"held_ios", st.HeldIOs,
 	)
+}
+
+// attachSec is a reconnect option as the RPC spells it: seconds, rounded
+// up, -1 for Forever.
+func attachSec(d time.Duration) int64 {
+	if d < 0 {
+		return -1
+	}
+	return ceilSec(d)
 }
