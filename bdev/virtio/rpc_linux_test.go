@@ -177,3 +177,98 @@ func TestRPCPy(t *testing.T) {
 		t.Fatalf("second detach: exit %d: %s", code, out)
 	}
 }
+
+// TestRPCReconnectParams: the reconnect parameters are checked with SPDK's
+// rules, reported by bdev_virtio_get_controllers, and written by
+// save_config only when set, so that the saved call recreates the same
+// controller.
+func TestRPCReconnectParams(t *testing.T) {
+	qsd := startQSD(t, qsdConfig{NullBytes: 64 << 20})
+	e := newRPCEnv(t)
+	base := func(kv ...any) map[string]any {
+		m := map[string]any{"name": "V1", "trtype": "user", "traddr": qsd.sock, "dev_type": "blk"}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i].(string)] = kv[i+1]
+		}
+		return m
+	}
+	bad := []struct {
+		params map[string]any
+		msg    string
+	}{
+		{base("ctrlr_loss_timeout_sec", -2, "reconnect_delay_sec", 1), "ctrlr_loss_timeout_sec -2: must be -1 (reconnect forever), 0 (no reconnect) or a number of seconds"},
+		{base("ctrlr_loss_timeout_sec", 5), "invalid reconnect parameters: reconnect_delay_sec must be non-zero when ctrlr_loss_timeout_sec is not 0"},
+		{base("reconnect_delay_sec", 1), "invalid reconnect parameters: reconnect_delay_sec (1s) and fast_io_fail_timeout_sec (0s) must be 0 when ctrlr_loss_timeout_sec is 0 (no reconnect)"},
+		{base("fast_io_fail_timeout_sec", 1), "invalid reconnect parameters: reconnect_delay_sec (0s) and fast_io_fail_timeout_sec (1s) must be 0 when ctrlr_loss_timeout_sec is 0 (no reconnect)"},
+		{base("ctrlr_loss_timeout_sec", 5, "reconnect_delay_sec", 6), "invalid reconnect parameters: reconnect_delay_sec (6s) must not exceed ctrlr_loss_timeout_sec (5s)"},
+		{base("ctrlr_loss_timeout_sec", 5, "reconnect_delay_sec", 2, "fast_io_fail_timeout_sec", 1), "invalid reconnect parameters: fast_io_fail_timeout_sec (1s) must not be less than reconnect_delay_sec (2s)"},
+		{base("ctrlr_loss_timeout_sec", 5, "reconnect_delay_sec", 2, "fast_io_fail_timeout_sec", 6), "invalid reconnect parameters: fast_io_fail_timeout_sec (6s) must not exceed ctrlr_loss_timeout_sec (5s)"},
+		{base("ctrlr_loss_timeout_sec", -1, "reconnect_delay_sec", 3, "fast_io_fail_timeout_sec", 2), "invalid reconnect parameters: fast_io_fail_timeout_sec (2s) must not be less than reconnect_delay_sec (3s)"},
+	}
+	for _, c := range bad {
+		err := e.call("bdev_virtio_attach_controller", c.params, nil)
+		wantErr(t, "attach "+c.msg, err, -22, c.msg)
+	}
+	err := e.call("bdev_virtio_attach_controller", base("reconnect_delay_sec", -1), nil)
+	wantErr(t, "negative reconnect_delay_sec", err, -32603, "spdk_json_decode_object failed")
+	if len(e.reg.List()) != 0 {
+		t.Fatalf("a refused attach left %d bdevs", len(e.reg.List()))
+	}
+
+	saved := func() string {
+		t.Helper()
+		for _, ce := range e.config() {
+			if ce.Method == "bdev_virtio_attach_controller" {
+				j, _ := json.Marshal(ce.Params)
+				return string(j)
+			}
+		}
+		t.Fatal("save_config has no bdev_virtio_attach_controller")
+		return ""
+	}
+	for _, c := range []struct {
+		params map[string]any
+		want   string
+	}{
+		{base("ctrlr_loss_timeout_sec", -1, "reconnect_delay_sec", 2, "fast_io_fail_timeout_sec", 5),
+			`"vq_size":512,"ctrlr_loss_timeout_sec":-1,"reconnect_delay_sec":2,"fast_io_fail_timeout_sec":5}`},
+		{base("ctrlr_loss_timeout_sec", 30, "reconnect_delay_sec", 3),
+			`"vq_size":512,"ctrlr_loss_timeout_sec":30,"reconnect_delay_sec":3}`},
+		{base(), `"vq_size":512}`},
+	} {
+		if err := e.call("bdev_virtio_attach_controller", c.params, nil); err != nil {
+			t.Fatal(err)
+		}
+		got := saved()
+		if !strings.HasSuffix(got, c.want) {
+			t.Fatalf("saved %s\nwant it to end %s", got, c.want)
+		}
+		var ctrls []map[string]any
+		if err := e.call("bdev_virtio_get_controllers", map[string]any{"name": "V1"}, &ctrls); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"ctrlr_loss_timeout_sec", "reconnect_delay_sec", "fast_io_fail_timeout_sec"} {
+			want, ok := c.params[k]
+			if !ok {
+				want = 0
+			}
+			if ctrls[0][k] != float64(want.(int)) {
+				t.Errorf("get_controllers %s = %v, want %v", k, ctrls[0][k], want)
+			}
+		}
+		// load_config replays the saved params: same controller, same
+		// saved call.
+		if err := e.call("bdev_virtio_detach_controller", map[string]any{"name": "V1"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.call("bdev_virtio_attach_controller", json.RawMessage(got), nil); err != nil {
+			t.Fatalf("attach with the saved params %s: %v", got, err)
+		}
+		if again := saved(); again != got {
+			t.Fatalf("saved after reload %s\nbefore %s", again, got)
+		}
+		if err := e.call("bdev_virtio_detach_controller", map[string]any{"name": "V1"}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
