@@ -17,6 +17,17 @@ import (
 const (
 	// rxBatch bounds the readv calls of one connection per poll.
 	rxBatch = 32
+	// rxPipeSize is the receive buffer that every readv fills after the
+	// bytes of the current stage: the PDUs behind it are taken from there
+	// without another syscall.
+	rxPipeSize = 16 << 10
+	// rxCmds bounds the commands one connection starts per poll, and
+	// txEager is the number of queued responses that Complete writes at
+	// once: both keep batches small, so that the host reads the first
+	// responses while the target still works on the rest of a burst
+	// instead of host and target taking turns.
+	rxCmds  = 8
+	txEager = 8
 	// hbufSize holds a C2HData or R2T header, its digest and the padding
 	// up to the host's largest PDA (128 bytes).
 	hbufSize = 160
@@ -124,13 +135,13 @@ type conn struct {
 	rxReady, txReady bool
 	rxEOF            bool // the peer shut down or errored: keep reading to the end
 	rxBlocked        bool // a capsule waits for a free request slot
+	rxStarted        int  // commands started by the current recv
 	rxResume         bool // a slot was freed: process the waiting capsule
 	notify           bool // Handler.QPairDisconnected is due
 
 	// Receive side.
 	rxs     rxState
 	hdr     [proto.ICLen]byte
-	next    [proto.CommonHeaderLen]byte
 	pad     [256]byte
 	ddgst   [proto.DigestLen]byte
 	term    [proto.MaxTermReqData]byte
@@ -144,12 +155,19 @@ type conn struct {
 	curOff  uint32
 	seg     [6][]byte
 	nseg    int // segments of the current stage
-	must    int // segments that complete the stage; seg[must] may be the next CH
 	si, so  int // read position: segment and offset
-	iov     [6]unix.Iovec
+	dataSeg int // index in seg of the payload (in-capsule or H2C data); -1 if none
+	iov     [7]unix.Iovec
+
+	// pipe holds bytes read past the current stage; pipe[pStart:pEnd]
+	// are the next ones of the stream.
+	pipe         [rxPipeSize]byte
+	pStart, pEnd int
+	stats        ConnStats
 
 	// Transmit side.
 	txHead, txTail *txItem
+	txItems        int // items queued
 	txSeg, txOff   int
 	txIov          [64]unix.Iovec
 	icItem         txItem
@@ -180,7 +198,7 @@ func newConn(t *Transport, g *PollGroup, fd int, laddr, paddr nvmf.ListenAddr) *
 		r.QPair = c
 		c.free = append(c.free, int32(i))
 	}
-	c.setCH(0)
+	c.setCH()
 	return c
 }
 
@@ -250,6 +268,7 @@ func (c *conn) Complete(nr *nvmf.Request) {
 			if succ {
 				r.state = reqTx
 				c.enqueue(it)
+				c.eagerFlush()
 				return
 			}
 		} else {
@@ -267,6 +286,14 @@ func (c *conn) Complete(nr *nvmf.Request) {
 	it.n++
 	r.state = reqTx
 	c.enqueue(it)
+	c.eagerFlush()
+}
+
+// eagerFlush writes the queued responses once txEager of them wait.
+func (c *conn) eagerFlush() {
+	if c.txItems >= txEager && c.txReady && c.fd >= 0 && c.state < connClosing {
+		c.flush()
+	}
 }
 
 // --- polling ---
@@ -276,7 +303,7 @@ func (c *conn) pending() bool {
 	if c.rxResume || c.notify {
 		return true
 	}
-	if c.state < connClosing && c.rxReady && !c.rxBlocked {
+	if c.state < connClosing && (c.rxReady || c.pStart < c.pEnd) && !c.rxBlocked {
 		return true
 	}
 	if c.txHead != nil && c.txReady && c.fd >= 0 {
@@ -288,12 +315,16 @@ func (c *conn) pending() bool {
 // poll does one round of work; it reports whether anything happened.
 func (c *conn) poll() bool {
 	busy := false
+	if c.txHead != nil && c.txReady && c.fd >= 0 {
+		c.flush()
+		busy = true
+	}
 	if c.rxResume {
 		c.rxResume = false
 		c.process()
 		busy = true
 	}
-	if c.state < connClosing && c.rxReady && !c.rxBlocked {
+	if c.state < connClosing && (c.rxReady || c.pStart < c.pEnd) && !c.rxBlocked {
 		if c.recv() {
 			busy = true
 		}
@@ -313,53 +344,104 @@ func (c *conn) poll() bool {
 	return busy
 }
 
-// recv reads into the current stage's segments and processes what
-// completed, for at most rxBatch reads.
+// ConnStats counts a connection's receive work. It is written on the
+// connection's reactor only.
+type ConnStats struct {
+	Reads        uint64 // readv calls that returned data
+	PipeBytes    uint64 // bytes taken from the receive pipe instead of a readv
+	CopiedBytes  uint64 // payload bytes (in-capsule or H2C data) copied out of the pipe
+	PDUsReceived uint64
+}
+
+// recv fills the current stage, first from the pipe and then with readv
+// calls (at most rxBatch of them), and processes what completed.
 func (c *conn) recv() bool {
 	did := false
-	for i := 0; i < rxBatch; i++ {
-		if c.state >= connClosing || c.rxBlocked || !c.rxReady {
+	c.rxStarted = 0
+	for reads := 0; reads < rxBatch && c.rxStarted < rxCmds; {
+		if c.state >= connClosing || c.rxBlocked {
 			break
 		}
 		if c.si < c.nseg {
-			cnt, total := 0, 0
-			for s := c.si; s < c.nseg; s++ {
-				b := c.seg[s]
-				if s == c.si {
-					b = b[c.so:]
-				}
-				setIov(&c.iov[cnt], b)
-				cnt++
-				total += len(b)
-			}
-			n, e := readv(c.fd, c.iov[:cnt])
-			if e != 0 {
-				if e == unix.EAGAIN {
-					c.rxReady = false
+			if c.pStart < c.pEnd {
+				c.fromPipe()
+				did = true
+			} else {
+				if !c.rxReady {
 					break
 				}
-				if e == unix.EINTR {
-					continue
+				reads++
+				if !c.readStage() {
+					return true
 				}
-				c.abort()
-				return true
-			}
-			did = true
-			if n == 0 {
-				c.abort() // the peer closed the connection
-				return true
-			}
-			c.advance(n)
-			if n < total && !c.rxEOF {
-				// A short read drained the socket; the next byte arriving
-				// raises a new edge. (A pending EOF raises none, hence
-				// rxEOF.)
-				c.rxReady = false
+				did = true
 			}
 		}
 		c.process()
 	}
 	return did
+}
+
+// readStage issues one readv: the rest of the current stage straight into
+// place, then the pipe. It returns false when the connection was aborted.
+func (c *conn) readStage() bool {
+	cnt, stage := 0, 0
+	for s := c.si; s < c.nseg; s++ {
+		b := c.seg[s]
+		if s == c.si {
+			b = b[c.so:]
+		}
+		setIov(&c.iov[cnt], b)
+		cnt++
+		stage += len(b)
+	}
+	setIov(&c.iov[cnt], c.pipe[:])
+	cnt++
+	n, e := readv(c.fd, c.iov[:cnt])
+	if e != 0 {
+		switch e {
+		case unix.EAGAIN:
+			c.rxReady = false
+		case unix.EINTR:
+		default:
+			c.abort()
+			return false
+		}
+		return true
+	}
+	if n == 0 {
+		c.abort() // the peer closed the connection
+		return false
+	}
+	c.stats.Reads++
+	if n > stage {
+		c.advance(stage)
+		c.pStart, c.pEnd = 0, n-stage
+	} else {
+		c.advance(n)
+	}
+	if n < stage+len(c.pipe) && !c.rxEOF {
+		// A short read drained the socket; the next byte arriving raises
+		// a new edge. (A pending EOF raises none, hence rxEOF.)
+		c.rxReady = false
+	}
+	return true
+}
+
+// fromPipe copies buffered bytes into the current stage.
+func (c *conn) fromPipe() {
+	for c.si < c.nseg && c.pStart < c.pEnd {
+		k := copy(c.seg[c.si][c.so:], c.pipe[c.pStart:c.pEnd])
+		if c.si == c.dataSeg {
+			c.stats.CopiedBytes += uint64(k)
+		}
+		c.stats.PipeBytes += uint64(k)
+		c.pStart += k
+		c.advance(k)
+	}
+	if c.pStart == c.pEnd {
+		c.pStart, c.pEnd = 0, 0
+	}
 }
 
 func (c *conn) advance(n int) {
@@ -382,33 +464,29 @@ func (c *conn) addSeg(b []byte) {
 	}
 }
 
-// carried returns how many bytes of the next PDU's common header the
-// optional last segment received.
-func (c *conn) carried() int {
-	if c.nseg == c.must {
-		return 0
-	}
-	switch {
-	case c.si > c.must:
-		return len(c.next)
-	case c.si == c.must:
-		return c.so
-	}
-	return 0
+// newStage empties the segment list.
+func (c *conn) newStage() {
+	c.nseg, c.si, c.so, c.dataSeg = 0, 0, 0, -1
 }
 
-// setCH starts a new PDU whose first carry bytes already arrived.
-func (c *conn) setCH(carry int) {
-	copy(c.hdr[:carry], c.next[:carry])
+// addData adds the payload segment.
+func (c *conn) addData(b []byte) {
+	if len(b) > 0 {
+		c.dataSeg = c.nseg
+		c.addSeg(b)
+	}
+}
+
+// setCH starts a new PDU.
+func (c *conn) setCH() {
 	c.rxs = rxCH
-	c.nseg, c.si, c.so = 0, 0, 0
-	c.addSeg(c.hdr[carry:proto.CommonHeaderLen])
-	c.must = c.nseg
+	c.newStage()
+	c.addSeg(c.hdr[:proto.CommonHeaderLen])
 }
 
 // process runs the handlers of every completed stage.
 func (c *conn) process() {
-	for c.state < connClosing && !c.rxBlocked && c.si >= c.must {
+	for c.state < connClosing && !c.rxBlocked && c.si >= c.nseg {
 		switch c.rxs {
 		case rxCH:
 			c.onCH()
@@ -455,13 +533,13 @@ func (c *conn) onCH() {
 			// Wait for a slot; the stage stays complete so process()
 			// comes back here.
 			c.rxBlocked = true
-			c.nseg, c.must, c.si, c.so = 0, 0, 0, 0
+			c.newStage()
 			return
 		}
 		r.state = reqRxCapsule
 		c.cur = r
 	}
-	c.nseg, c.si, c.so = 0, 0, 0
+	c.newStage()
 	c.addSeg(c.hdr[proto.CommonHeaderLen:n])
 	switch t {
 	case proto.PDUCapsuleCmd:
@@ -469,18 +547,13 @@ func (c *conn) onCH() {
 			r := c.cur
 			r.grow(c.dataLen)
 			c.addSeg(c.pad[:c.dataOff-n])
-			c.addSeg(r.buf[:c.dataLen])
+			c.addData(r.buf[:c.dataLen])
 			if c.ddgstOn {
 				c.addSeg(c.ddgst[:])
 			}
 		}
-		c.must = c.nseg
-		c.addSeg(c.next[:])
 	case proto.PDUH2CTermReq:
 		c.addSeg(c.term[:c.dataLen])
-		c.must = c.nseg
-	default:
-		c.must = c.nseg
 	}
 	c.rxs = rxHdr
 }
@@ -509,7 +582,8 @@ func (c *conn) onHdr() {
 			r.ddgstErr = true
 		}
 		icLen := c.dataLen
-		c.setCH(c.carried())
+		c.stats.PDUsReceived++
+		c.setCH()
 		c.startCommand(r, icLen)
 	case proto.PDUH2CData:
 		c.onH2CHeader()
@@ -537,7 +611,7 @@ func (c *conn) onICReq() {
 	c.icItem = txItem{n: 1}
 	c.icItem.segs[0] = c.icBuf[:]
 	c.enqueue(&c.icItem)
-	c.setCH(0)
+	c.setCH()
 }
 
 // onH2CHeader checks an H2CData header against the R2T it answers and
@@ -566,14 +640,12 @@ func (c *conn) onH2CHeader() {
 		return
 	}
 	c.cur, c.curOff = r, h.Offset
-	c.nseg, c.si, c.so = 0, 0, 0
+	c.newStage()
 	c.addSeg(c.pad[:c.dataOff-c.hlen])
-	c.addSeg(r.Data[h.Offset : h.Offset+h.Length])
+	c.addData(r.Data[h.Offset : h.Offset+h.Length])
 	if c.ddgstOn {
 		c.addSeg(c.ddgst[:])
 	}
-	c.must = c.nseg
-	c.addSeg(c.next[:])
 	c.rxs = rxData
 }
 
@@ -586,7 +658,8 @@ func (c *conn) onData() {
 		r.ddgstErr = true
 	}
 	r.h2cOff = end
-	c.setCH(c.carried())
+	c.stats.PDUsReceived++
+	c.setCH()
 	if int(r.h2cOff) == len(r.Data) {
 		if r.ddgstErr {
 			// NVMe/TCP 1.0 §3.5.2: a data digest error fails the command.
@@ -610,6 +683,7 @@ func (c *conn) startCommand(r *req, icLen int) {
 		c.sqHead = 0
 	}
 	r.Xfer = r.SQE.Dir()
+	c.rxStarted++
 	if r.ddgstErr {
 		c.fail(r, proto.StatusTransientTransportError)
 		return
@@ -713,6 +787,7 @@ func (c *conn) enqueue(it *txItem) {
 		c.txHead = it
 	}
 	c.txTail = it
+	c.txItems++
 	if it.req != nil {
 		it.req.txQueued = true
 	}
@@ -796,6 +871,7 @@ func (c *conn) txAdvance(n int) {
 
 func (c *conn) sent(it *txItem) {
 	it.next = nil
+	c.txItems--
 	r := it.req
 	if r == nil {
 		return
@@ -819,7 +895,7 @@ func (c *conn) dropTx() {
 		it.next = nil
 		it = nx
 	}
-	c.txHead, c.txTail = nil, nil
+	c.txHead, c.txTail, c.txItems = nil, nil, 0
 	c.txSeg, c.txOff = 0, 0
 }
 

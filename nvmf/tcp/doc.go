@@ -15,22 +15,35 @@
 // ready) and polls its connections every iteration. A connection, its
 // request slots and their buffers are touched only by that reactor.
 //
-// # Receive path (no payload copy)
+// # Receive path
 //
-// Each PDU is read in stages with readv(2) straight into where its bytes
-// belong: the 8-byte common header, then the rest of the header; for a
-// CapsuleCmd the padding, the in-capsule data (into the request slot's data
-// buffer) and the data digest come in the same readv, and so do the first 8
-// bytes of the next PDU, so a stream of commands costs about one readv per
-// command. proto.Parser validates every header; an H2CData header is
-// checked against its R2T (TTAG, CCCID, DATAO, DATAL) before its data is
-// read into the request's buffer at DATAO.
+// Each PDU is received in stages: the 8-byte common header, then the rest
+// of the header together with, for a CapsuleCmd, the padding, the
+// in-capsule data (into the request slot's data buffer) and the data
+// digest; for an H2CData PDU the padding, the data (into the request's
+// buffer at DATAO, after the header was checked against its R2T: TTAG,
+// CCCID, DATAO, DATAL) and the digest. proto.Parser validates every
+// header.
 //
-//	stage   segments read by one readv
-//	rxCH    hdr[k:8]
-//	rxHdr   hdr[8:HLEN+HDGST] [PAD] [in-capsule data] [DDGST] [next CH]   (CapsuleCmd)
-//	        hdr[8:HLEN+HDGST]                                             (H2CData, ICReq)
-//	rxData  [PAD] data -> req.Data[DATAO:] [DDGST] [next CH]              (H2CData)
+// A stage is filled from the connection's 16 KiB receive pipe first; when
+// the pipe is empty, one readv(2) takes the rest of the stage straight into
+// place and then as much as the pipe holds. A burst of commands therefore
+// costs one readv, not one per command. Payload bytes that arrive in the
+// pipe behind an earlier PDU are copied out of it (ConnStats.CopiedBytes);
+// payload that does not fit there is read in place, so only in-capsule
+// data (at most in_capsule_data_size per command) is ever copied.
+//
+//	stage   segments filled by one readv (or from the pipe), then the pipe
+//	rxCH    hdr[0:8]
+//	rxHdr   hdr[8:HLEN+HDGST] [PAD] [in-capsule data] [DDGST]   (CapsuleCmd)
+//	        hdr[8:HLEN+HDGST]                                   (H2CData, ICReq)
+//	rxData  [PAD] data -> req.Data[DATAO:] [DDGST]              (H2CData)
+//
+// One poll of a connection starts at most 8 commands (the rest wait in the
+// pipe, and the poll group vetoes the reactor's sleep), and Complete writes
+// the queued responses as soon as 8 of them wait: small batches let the
+// host work on the first responses of a burst while the target still
+// executes the rest, rather than host and target taking turns.
 //
 // # Transmit path
 //
