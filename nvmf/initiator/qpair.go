@@ -161,14 +161,14 @@ const (
 )
 
 const (
-	iovMax   = 64  // iovecs per readv/writev
-	rxBudget = 32  // reads per poll
+	iovMax   = 64 // iovecs per readv/writev
+	rxBudget = 32 // reads per poll
 	// txEager is the number of queued PDUs that receive writes at once,
 	// between reads: commands resubmitted from completions reach the
 	// controller while the rest of a burst of responses is read, so that
 	// host and controller work at the same time instead of taking turns.
 	txEager = 8
-	padMax   = 128 // largest PAD before C2H data (HPDA is 0: none in practice)
+	padMax  = 128 // largest PAD before C2H data (HPDA is 0: none in practice)
 	// specMax bounds the reads whose data is read speculatively together
 	// with their C2HData header (see specPlan).
 	specMax = 16 << 10
