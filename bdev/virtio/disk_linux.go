@@ -714,12 +714,20 @@ func (d *Disk) lose(reason string) {
 	if first {
 		if st == StateReconnecting {
 			d.log.Warn("virtio: bdev lost its back end, holding IO while reconnecting", "bdev", d.opts.Name, "reason", reason,
-				"ctrlr_loss_timeout", d.opts.CtrlrLossTimeout, "fast_io_fail_timeout", d.opts.FastIOFailTimeout)
+				"ctrlr_loss_timeout", lossText(d.opts.CtrlrLossTimeout), "fast_io_fail_timeout", d.opts.FastIOFailTimeout)
 		} else {
 			d.log.Warn("virtio: bdev failed, outstanding IO fails", "bdev", d.opts.Name, "reason", reason)
 		}
 	}
 	d.wakeChannels(true)
+}
+
+// lossText is CtrlrLossTimeout for the log.
+func lossText(t time.Duration) string {
+	if t < 0 {
+		return "forever"
+	}
+	return t.String()
 }
 
 // setState moves the device from one of the states in from to to, under

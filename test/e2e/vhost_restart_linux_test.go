@@ -13,20 +13,32 @@ import (
 	"hyperpath/reactor"
 )
 
-// TestVhostTargetRestart kills the daemon with SIGKILL while the verify
-// workload runs through its io_uring file controller, and starts it again
-// on the same config and sockets. The front end is the bdevperf engine in
-// this process with a virtio bdev attached with ReconnectDelay (the attach
-// RPC has no parameter for it). Expected, and checked: the virtio bdev
-// fails the IO that was in flight at the kill and the IO submitted while
-// it is disconnected (bdev/virtio keeps no inflight area of its own),
-// reconnects once, and IO resumes; verify finds no miscompare, so no
-// write acknowledged before the kill was lost or torn and nothing was
-// read from a half-set-up queue.
-func TestVhostTargetRestart(t *testing.T) {
-	needBinaries(t)
-	tg := newVhostTarget(t)
+// vhostRestartRun is one verify run of the bdevperf engine in this
+// process against the daemon's io_uring file controller, through a virtio
+// bdev attached with reconnect options, while the test kills and restarts
+// the daemon.
+type vhostRestartRun struct {
+	t        *testing.T
+	tg       *vhostTarget
+	reg      *bdev.Registry
+	d        *virtio.Disk
+	logs     vhostOutput
+	progress bytes.Buffer // written by Run's goroutine, read after it returned
+	done     chan vhostRunOut
+	cancel   context.CancelFunc
+	runFor   time.Duration
+}
 
+type vhostRunOut struct {
+	res *perf.Result
+	err error
+}
+
+// startVhostRestartRun starts the target, attaches Virtio0 with o's
+// reconnect options and starts an 8 s verify run at QD32 of 4 KiB.
+func startVhostRestartRun(t *testing.T, o virtio.Options) *vhostRestartRun {
+	needBinaries(t)
+	rr := &vhostRestartRun{t: t, tg: newVhostTarget(t), done: make(chan vhostRunOut, 1), runFor: 8 * time.Second}
 	clientCore := 0
 	if avail, err := reactor.AvailableCores(); err == nil && len(avail) > 0 {
 		clientCore = avail[0]
@@ -36,10 +48,10 @@ func TestVhostTargetRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.Start()
-	reg := bdev.NewRegistry(bdev.Options{Reactors: g.Reactors()})
+	rr.reg = bdev.NewRegistry(bdev.Options{Reactors: g.Reactors()})
 	t.Cleanup(func() {
-		for _, n := range reg.Names() {
-			if err := reg.Unregister(n, nil); err != nil {
+		for _, n := range rr.reg.Names() {
+			if err := rr.reg.Unregister(n, nil); err != nil {
 				t.Errorf("unregister %s: %v", n, err)
 			}
 		}
@@ -48,105 +60,187 @@ func TestVhostTargetRestart(t *testing.T) {
 		}
 		g.Close()
 	})
-	var logs vhostOutput
-	const reconnectDelay = 50 * time.Millisecond
-	if err := virtio.Attach(reg, virtio.Options{Name: "Virtio0", SocketPath: tg.sock(ctrlUring), QueueCount: 1,
-		ReconnectDelay: reconnectDelay, Logger: slog.New(slog.NewTextHandler(&logs, nil))}); err != nil {
+	o.Name, o.SocketPath, o.QueueCount = "Virtio0", rr.tg.sock(ctrlUring), 1
+	o.Logger = slog.New(slog.NewTextHandler(&rr.logs, nil))
+	if err := virtio.Attach(rr.reg, o); err != nil {
 		t.Fatal(err)
 	}
-	b, err := reg.Get("Virtio0")
+	b, err := rr.reg.Get("Virtio0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := b.Device().(*virtio.Disk)
-
-	const runFor = 8 * time.Second
-	var progress bytes.Buffer // written by Run's goroutine, read after it returned
-	type runOut struct {
-		res *perf.Result
-		err error
-	}
-	done := make(chan runOut, 1)
+	rr.d = b.Device().(*virtio.Disk)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	rr.cancel = cancel
 	go func() {
 		res, err := perf.Run(ctx, perf.Config{Bdevs: []string{"Virtio0"}, QueueDepth: 32, IOSizeBytes: 4096,
-			Workload: perf.Verify, Duration: runFor, ProgressInterval: 500 * time.Millisecond,
-			DrainTimeout: 10 * time.Second}, reg, g, &progress)
-		done <- runOut{res, err}
+			Workload: perf.Verify, Duration: rr.runFor, ProgressInterval: 500 * time.Millisecond,
+			DrainTimeout: 10 * time.Second}, rr.reg, g, &rr.progress)
+		rr.done <- vhostRunOut{res, err}
 	}()
-	var out runOut
-	finished := false
-	defer func() {
-		if !finished {
-			cancel()
-			<-done
-		}
-	}()
+	return rr
+}
 
-	time.Sleep(2 * time.Second)
-	beforeKill := d.Stats().Requests
-	if beforeKill == 0 {
-		t.Fatalf("no request completed in the 2 s before the kill; virtio log:\n%s", &logs)
-	}
-	tg.d.kill() // SIGKILL by PID
-	killedAt := time.Now()
-	if !vhostWaitFor(5*time.Second, func() bool { return d.State() != virtio.StateConnected }) {
-		t.Fatalf("virtio bdev still %v 5 s after the target was killed", d.State())
-	}
-	noticed := time.Since(killedAt)
-	tg.start() // same config, same socket directory
-	restarted := time.Since(killedAt)
-	if !vhostWaitFor(10*time.Second, func() bool { return d.State() == virtio.StateConnected }) {
-		t.Fatalf("virtio bdev %v 10 s after the target restarted (last error %q); virtio log:\n%s",
-			d.State(), d.LastError(), &logs)
-	}
-	reconnected := time.Since(killedAt)
-	atReconnect := d.Stats().Requests
-
+// wait returns the run's result; a run that does not end in time fails
+// the test (a hang), and so does a failed Run.
+func (rr *vhostRestartRun) wait() *perf.Result {
+	t := rr.t
+	t.Helper()
+	var out vhostRunOut
 	select {
-	case out = <-done:
-		finished = true
-	case <-time.After(runFor + 30*time.Second):
-		t.Fatalf("perf.Run did not return; progress:\n%s", &progress)
+	case out = <-rr.done:
+	case <-time.After(rr.runFor + 30*time.Second):
+		rr.cancel()
+		<-rr.done
+		t.Fatalf("perf.Run did not return (bdev %v, last error %q); progress:\n%s", rr.d.State(), rr.d.LastError(), &rr.progress)
 	}
+	rr.cancel()
 	if out.err != nil {
-		t.Fatalf("perf.Run: %v; progress:\n%s", out.err, &progress)
+		t.Fatalf("perf.Run: %v; progress:\n%s", out.err, &rr.progress)
 	}
-	res := out.res
-	if len(res.Jobs) != 1 {
-		t.Fatalf("%d jobs, want 1", len(res.Jobs))
+	if len(out.res.Jobs) != 1 {
+		t.Fatalf("%d jobs, want 1", len(out.res.Jobs))
 	}
-	after := d.Stats().Requests
-	tot := res.Total
-	// noticed is ~0 when the bdev had failed by the time kill reaped the
-	// process: the socket closes as the process exits.
-	t.Logf("killed after %d requests; after the reap of the killed target: failure seen %v, target serving again %v, "+
-		"bdev reconnected %v (%d reconnects); %d requests after the reconnect", beforeKill,
-		noticed.Round(time.Microsecond), restarted.Round(time.Millisecond),
-		reconnected.Round(time.Millisecond), d.Reconnects(), after-atReconnect)
-	t.Logf("verify: %d IOs ok, %d IO errors (%d inside the window), %d miscompares, %.0f IOPS, status %q",
-		tot.IOs, tot.IOErrors, tot.Failed, tot.Miscompares, tot.IOPS, res.Jobs[0].Status)
-	if err := res.Failure(); err != nil {
-		t.Logf("run failure summary: %v", err)
-	}
-	t.Logf("progress:\n%s", &progress)
+	return out.res
+}
 
+// kill SIGKILLs the target after 2 s of IO and waits until the bdev has
+// noticed; it returns the kill time.
+func (rr *vhostRestartRun) kill() time.Time {
+	t := rr.t
+	t.Helper()
+	time.Sleep(2 * time.Second)
+	if rr.d.Stats().Requests == 0 {
+		rr.cancel()
+		<-rr.done
+		t.Fatalf("no request completed in the 2 s before the kill; virtio log:\n%s", &rr.logs)
+	}
+	rr.tg.d.kill() // SIGKILL by PID
+	killedAt := time.Now()
+	if !vhostWaitFor(5*time.Second, func() bool { return rr.d.State() != virtio.StateConnected }) {
+		rr.cancel()
+		<-rr.done
+		t.Fatalf("virtio bdev still %v 5 s after the target was killed", rr.d.State())
+	}
+	return killedAt
+}
+
+// restart starts the target again on the same config and sockets and
+// waits for the bdev to reconnect.
+func (rr *vhostRestartRun) restart(killedAt time.Time) {
+	t := rr.t
+	t.Helper()
+	rr.tg.start()
+	t.Logf("target serving again %v after the kill", time.Since(killedAt).Round(time.Millisecond))
+	if !vhostWaitFor(10*time.Second, func() bool { return rr.d.State() == virtio.StateConnected }) {
+		rr.cancel()
+		<-rr.done
+		t.Fatalf("virtio bdev %v 10 s after the target restarted (last error %q); virtio log:\n%s",
+			rr.d.State(), rr.d.LastError(), &rr.logs)
+	}
+	t.Logf("bdev reconnected %v after the kill", time.Since(killedAt).Round(time.Millisecond))
+}
+
+func (rr *vhostRestartRun) report(res *perf.Result) {
+	t := rr.t
+	tot := res.Total
+	st := rr.d.Stats()
+	t.Logf("verify: %d IOs ok, %d IO errors (%d inside the window), %d miscompares, %.0f IOPS, status %q; "+
+		"bdev %v, %d reconnects, %d requests, %d IOs held", tot.IOs, tot.IOErrors, tot.Failed, tot.Miscompares, tot.IOPS,
+		res.Jobs[0].Status, rr.d.State(), rr.d.Reconnects(), st.Requests, st.HeldIOs)
+	t.Logf("progress:\n%s", &rr.progress)
+	t.Logf("virtio log:\n%s", &rr.logs)
+}
+
+// TestVhostTargetRestart kills the daemon with SIGKILL while the verify
+// workload runs through its io_uring file controller, and starts it again
+// on the same config and sockets. The front end is the bdevperf engine in
+// this process with a virtio bdev that reconnects forever every 50 ms
+// (SPDK's ctrlr_loss_timeout_sec -1, reconnect_delay_sec). Expected, and
+// checked: the IO in the ring at the kill and the IO submitted during the
+// outage are held and resubmitted after the one reconnect, so the run
+// ends with no IO error and no miscompare (no write acknowledged before
+// the kill was lost or torn, nothing was read from a half-set-up queue),
+// and IO resumes.
+func TestVhostTargetRestart(t *testing.T) {
+	rr := startVhostRestartRun(t, virtio.Options{CtrlrLossTimeout: virtio.Forever, ReconnectDelay: 50 * time.Millisecond})
+	killedAt := rr.kill()
+	rr.restart(killedAt)
+	atReconnect := rr.d.Stats().Requests
+	res := rr.wait()
+	rr.report(res)
+	tot := res.Total
+	if tot.IOErrors != 0 || tot.Failed != 0 {
+		t.Errorf("%d IO errors across the target restart, want 0: %+v", tot.IOErrors, res.Jobs[0].ErrorDetails)
+	}
 	if tot.Miscompares != 0 {
 		t.Errorf("%d miscompares across the target restart: %+v", tot.Miscompares, res.Jobs[0].MiscompareDetails)
 	}
-	if d.Reconnects() != 1 {
-		t.Errorf("%d reconnects, want 1", d.Reconnects())
+	if n := rr.d.Reconnects(); n != 1 {
+		t.Errorf("%d reconnects, want 1", n)
+	}
+	st := rr.d.Stats()
+	if st.HeldIOs == 0 {
+		t.Error("no IO was held across the restart: the kill did not catch IO in flight")
 	}
 	// IO must have resumed: a verify pair (write, read back) per slot at
 	// least, well beyond the queue depth.
-	if after-atReconnect < 1000 {
-		t.Errorf("only %d requests completed after the reconnect", after-atReconnect)
+	if n := st.Requests - atReconnect; n < 1000 {
+		t.Errorf("only %d requests completed after the reconnect", n)
+	}
+	if rr.d.State() != virtio.StateConnected {
+		t.Errorf("bdev %v at the end", rr.d.State())
+	}
+}
+
+// TestVhostTargetRestartFastIOFail keeps the killed daemon down for 1.5 s,
+// longer than the bdev's fast_io_fail_timeout of 500 ms: the held IO and
+// the IO submitted after the timeout fail with StatusFailed (the run does
+// not hang, and the bdev reports reconnecting_failing_io meanwhile), none
+// before the timeout; after the restart the bdev reconnects and IO
+// succeeds again, still with no miscompare.
+func TestVhostTargetRestartFastIOFail(t *testing.T) {
+	const fast = 500 * time.Millisecond
+	rr := startVhostRestartRun(t, virtio.Options{CtrlrLossTimeout: virtio.Forever, ReconnectDelay: 50 * time.Millisecond,
+		FastIOFailTimeout: fast})
+	killedAt := rr.kill()
+	if !vhostWaitFor(5*time.Second, func() bool { return rr.d.State() == virtio.StateFailingIO }) {
+		rr.cancel()
+		<-rr.done
+		t.Fatalf("bdev %v 5 s after the kill, want %v", rr.d.State(), virtio.StateFailingIO)
+	}
+	failingAfter := time.Since(killedAt)
+	t.Logf("bdev reported %q %v after the kill (last error %q)", rr.d.State(), failingAfter.Round(time.Millisecond), rr.d.LastError())
+	// killedAt is taken after the reap, a little after the bdev saw the
+	// socket close; the unit test TestFastIOFail times this exactly.
+	if failingAfter < fast-200*time.Millisecond {
+		t.Errorf("IO started failing %v after the kill, before fast_io_fail_timeout %v", failingAfter, fast)
+	}
+	time.Sleep(1500*time.Millisecond - failingAfter)
+	if rr.d.State() != virtio.StateFailingIO {
+		t.Errorf("bdev %v while the target is down past fast_io_fail_timeout", rr.d.State())
+	}
+	rr.restart(killedAt)
+	atReconnect := rr.d.Stats().Requests
+	res := rr.wait()
+	rr.report(res)
+	tot := res.Total
+	if tot.IOErrors == 0 {
+		t.Error("no IO failed although the target stayed down past fast_io_fail_timeout")
 	}
 	for _, e := range res.Jobs[0].ErrorDetails {
 		if e.Status != bdev.StatusFailed {
 			t.Errorf("IO error with status %v, want Failed (lost connection): %+v", e.Status, e)
 		}
+	}
+	if tot.Miscompares != 0 {
+		t.Errorf("%d miscompares across the target restart: %+v", tot.Miscompares, res.Jobs[0].MiscompareDetails)
+	}
+	if n := rr.d.Reconnects(); n != 1 {
+		t.Errorf("%d reconnects, want 1", n)
+	}
+	if n := rr.d.Stats().Requests - atReconnect; n < 1000 {
+		t.Errorf("only %d requests completed after the reconnect", n)
 	}
 }
 
