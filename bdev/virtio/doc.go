@@ -49,9 +49,14 @@
 //     its own (the queue reactorID mod vq_count, or the next free one);
 //     NewChannel fails with a clear error when every queue is held by
 //     another reactor's channel. A queue — its Driver, request slots, bounce
-//     chunks, scratch descriptors and counters' writes — is touched only on
-//     its channel's reactor, with no lock. It changes hands only between
+//     chunks, scratch descriptors and counters — and the channel's held
+//     IO are touched only on the channel's reactor, with no lock (see
+//     Counters for how Stats reads). A queue changes hands only between
 //     channels, under Disk.mu, while no IO is outstanding.
+//   - The monitor goroutine also runs the reconnect (see Failure); it
+//     changes the Disk's state under Disk.mu and wakes each channel with a
+//     message, and the channels do the data-path work of each change on
+//     their own reactors.
 //   - Submit puts the request in the ring (virtq.Driver Add + Publish) and
 //     writes the kick eventfd only when the back end asks for it
 //     (NeedsKick, EVENT_IDX). Requests submitted from completion callbacks
@@ -67,15 +72,64 @@
 //
 // # Failure
 //
-// When the connection ends (the back end died or closed it) or the back
-// end corrupts a ring (a used entry naming no outstanding request), the
-// Disk is marked failed: every channel fails the IO still in its ring with
-// bdev.StatusFailed on its own reactor (woken by a message), and later IO
-// fails at once. Data the back end wrote into a failed read's buffers is
-// undefined. With Options.ReconnectDelay the monitor redials at that
-// interval; once every queue has reset its ring and a back end of the same
-// geometry completed the handshake, IO resumes. Without it the bdev stays
-// failed until bdev_virtio_detach_controller.
+// The connection ends (the back end died or closed it), or the back end
+// corrupts a ring (a used entry naming no outstanding request; the front
+// end then closes the connection). What follows depends on three options,
+// named after SPDK's bdev_nvme ones and taken by the attach RPC as
+// ctrlr_loss_timeout_sec, reconnect_delay_sec and fast_io_fail_timeout_sec
+// (with SPDK's rules on their combination):
+//
+//   - CtrlrLossTimeout 0 (the default): no reconnect. The Disk moves to
+//     StateFailed; every channel fails the IO still in its ring with
+//     bdev.StatusFailed on its own reactor (woken by a message), and later
+//     IO fails at once, until bdev_virtio_detach_controller.
+//   - Otherwise the Disk moves to StateReconnecting and IO is held, not
+//     failed. Each channel's poller takes every request back from its
+//     ring: the slot and its bounce chunks are freed, and the IO joins the
+//     channel's held list, linked through its own DriverLink (no
+//     allocation; its length is bounded by the generic layer's IO pool),
+//     with the IO submitted during the outage. A discard or write-zeroes
+//     split into several requests comes back whole once all its requests
+//     are back, and is reissued from its start. Every IO type is safe to
+//     send again: reads and writes of whole blocks are idempotent, flush
+//     is resent, discard and write-zeroes repeat. (An IO that the back end
+//     had already failed in part fails.) The monitor redials at once and
+//     then every ReconnectDelay. Before each attempt every queue resets
+//     its ring on its reactor, once no request is in it, so the new back
+//     end sees fresh rings (SET_VRING_BASE 0, empty avail and used
+//     rings): no request crosses from the old ring to the new one, so none
+//     is completed twice and no slot leaks. A back end of the same
+//     geometry that completes the handshake brings the Disk back to
+//     StateConnected, and a message to each channel makes its poller
+//     resubmit the held IO, oldest first, as request slots allow (the
+//     rest waits for the next poll; a full descriptor ring gives NoMem,
+//     which the generic layer retries).
+//   - FastIOFailTimeout after the loss, if the Disk has not reconnected,
+//     it moves to StateFailingIO: held IO and new IO fail with
+//     StatusFailed, and the reconnect attempts go on; a reconnect returns
+//     to StateConnected.
+//   - CtrlrLossTimeout after the loss (unless it is Forever) the Disk gives
+//     up: StateFailed, held and new IO fail, and a Disk registered by
+//     Attach (every RPC attach) is unregistered, as SPDK deletes a lost
+//     NVMe controller; the bdev's users get bdev.EventRemove and the Disk
+//     is destroyed when the last descriptor closes. A Disk registered
+//     otherwise stays failed until it is unregistered.
+//   - A reconnecting Disk whose bdev is being unregistered (detach) stops
+//     reconnecting and fails its held IO within removalPoll, so that the
+//     descriptors can close.
+//
+// The data path reads the state once per IO (Submit) and once per poll.
+// Data the old back end wrote into a read's buffers before it died is
+// overwritten by the resubmitted read; a read failed at fast_io_fail or
+// at the loss timeout leaves its buffers undefined.
+//
+// # Counters
+//
+// Each queue's counters (Stats) are plain fields written only on its
+// channel's reactor: no atomic operation per IO. Stats reads them with a
+// message to that reactor when it runs on another thread, and directly
+// under Disk.mu when no channel holds the queue (the last owner released
+// it under the same mutex) or when the caller runs or drives that reactor.
 //
 // # Lifecycle
 //
