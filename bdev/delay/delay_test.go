@@ -9,17 +9,16 @@ import (
 	"time"
 
 	"hyperpath/bdev"
+	"hyperpath/bdev/internal/bdevtest"
 	"hyperpath/bdev/malloc"
 	"hyperpath/internal/hugemem"
 	"hyperpath/reactor"
 )
 
-// env is one reactor stepped by the test with Poll and a clock of the
-// test's own, a registry with the delay module and a malloc base "M0".
+// env is a bdevtest.Env (one reactor stepped by the test with Poll) with
+// a clock of the test's own, the delay module and a malloc base "M0".
 type env struct {
-	t    testing.TB
-	r    *reactor.Reactor
-	reg  *bdev.Registry
+	*bdevtest.Env
 	mod  *Module
 	base *malloc.Disk
 	now  reactor.Ticks
@@ -27,58 +26,26 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	r, err := reactor.New(0, reactor.Options{Core: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	reg := bdev.NewRegistry(bdev.Options{Reactors: []*reactor.Reactor{r}})
-	e := &env{t: t, r: r, reg: reg, mod: moduleFor(reg), now: reactor.Now()}
-	d, err := malloc.New(malloc.Options{Name: "M0", BlockSize: 512, NumBlocks: 1024, Memory: hugemem.SmallPages})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := reg.Register(d); err != nil {
-		t.Fatal(err)
-	}
-	e.base = d
+	e := &env{Env: bdevtest.New(t), now: reactor.Now()}
+	e.mod = moduleFor(e.Reg)
+	e.base = e.Malloc("M0", 512, 1024)
 	return e
 }
 
 func (e *env) create(o Options) *Disk {
-	e.t.Helper()
+	e.T.Helper()
 	if o.Name == "" {
 		o.Name = "D0"
 	}
 	o.BaseName = "M0"
 	if err := e.mod.Create(o); err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	d, err := e.mod.Lookup(o.Name)
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	return d
-}
-
-func (e *env) channel(name string) *bdev.IOChannel {
-	e.t.Helper()
-	desc, err := e.reg.Open(name, true, nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ch, err := desc.GetChannel(e.r)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return ch
-}
-
-func (e *env) submit(ch *bdev.IOChannel, st *bdev.Status, typ bdev.IOType, off, n uint64, iovs ...[]byte) {
-	io := ch.Alloc()
-	io.Type, io.OffsetBlocks, io.NumBlocks, io.Iovs = typ, off, n, iovs
-	*st = bdev.StatusPending
-	ch.Submit(io, func(io *bdev.IO) { *st = io.Status })
 }
 
 // pollAt runs a few iterations at time e.now+d (the test's clock only
@@ -86,7 +53,7 @@ func (e *env) submit(ch *bdev.IOChannel, st *bdev.Status, typ bdev.IOType, off, 
 func (e *env) pollAt(d time.Duration) {
 	at := e.now + reactor.TicksFromDuration(d)
 	for i := 0; i < 3; i++ {
-		e.r.Poll(at)
+		e.R.Poll(at)
 	}
 }
 
@@ -95,10 +62,10 @@ const us = time.Microsecond
 func TestHoldsUntilDeadline(t *testing.T) {
 	e := newEnv(t)
 	e.create(Options{AvgReadUs: 100, P99ReadUs: 100, AvgWriteUs: 300, P99WriteUs: 300})
-	ch := e.channel("D0")
+	_, ch := e.Open("D0")
 	w := bytes.Repeat([]byte{0x5c}, 1024)
 	var ws, rs, fs bdev.Status
-	e.submit(ch, &ws, bdev.IOWrite, 4, 2, w)
+	bdevtest.Submit(ch, &ws, bdev.IOWrite, 4, 2, w)
 	e.pollAt(0) // the base completes; the write is held from now on
 	if ws != bdev.StatusPending {
 		t.Fatal("write completed without delay")
@@ -117,8 +84,8 @@ func TestHoldsUntilDeadline(t *testing.T) {
 
 	e.now += reactor.TicksFromDuration(time.Millisecond)
 	r := make([]byte, 1024)
-	e.submit(ch, &rs, bdev.IORead, 4, 2, r)
-	e.submit(ch, &fs, bdev.IOFlush, 0, 1)
+	bdevtest.Submit(ch, &rs, bdev.IORead, 4, 2, r)
+	bdevtest.Submit(ch, &fs, bdev.IOFlush, 0, 1)
 	e.pollAt(0)
 	if fs != bdev.StatusSuccess {
 		t.Fatalf("flush is not delayed: %v", fs)
@@ -137,14 +104,14 @@ func TestHoldsUntilDeadline(t *testing.T) {
 func TestP99Share(t *testing.T) {
 	e := newEnv(t)
 	e.create(Options{AvgReadUs: 10, P99ReadUs: 10_000_000, AvgWriteUs: 10, P99WriteUs: 10})
-	ch := e.channel("D0")
+	_, ch := e.Open("D0")
 	buf := make([]byte, 512)
 	const rounds, perRound = 10, 500
 	st := make([]bdev.Status, perRound)
 	slow := 0
 	for round := 0; round < rounds; round++ {
 		for i := range st {
-			e.submit(ch, &st[i], bdev.IORead, uint64(i), 1, buf)
+			bdevtest.Submit(ch, &st[i], bdev.IORead, uint64(i), 1, buf)
 		}
 		e.pollAt(0)
 		e.pollAt(20 * us)
@@ -171,16 +138,16 @@ func TestP99Share(t *testing.T) {
 func TestUpdateLatency(t *testing.T) {
 	e := newEnv(t)
 	d := e.create(Options{AvgReadUs: 1000, P99ReadUs: 1000, AvgWriteUs: 0, P99WriteUs: 0})
-	ch := e.channel("D0")
+	_, ch := e.Open("D0")
 	buf := make([]byte, 512)
 	var a, b bdev.Status
-	e.submit(ch, &a, bdev.IORead, 0, 1, buf)
+	bdevtest.Submit(ch, &a, bdev.IORead, 0, 1, buf)
 	e.pollAt(0)
 	if err := d.SetLatency(AvgRead, 10); err != nil {
 		t.Fatal(err)
 	}
 	d.SetLatency(P99Read, 10)
-	e.submit(ch, &b, bdev.IORead, 1, 1, buf)
+	bdevtest.Submit(ch, &b, bdev.IORead, 1, 1, buf)
 	e.pollAt(50 * us)
 	// b's deadline has passed but it waits behind a (SPDK's dam).
 	if a != bdev.StatusPending || b != bdev.StatusPending {
@@ -201,13 +168,13 @@ func TestUpdateLatency(t *testing.T) {
 func TestResetAbortsHeld(t *testing.T) {
 	e := newEnv(t)
 	e.create(Options{AvgReadUs: 1000, P99ReadUs: 1000, AvgWriteUs: 1000, P99WriteUs: 1000})
-	ch := e.channel("D0")
+	_, ch := e.Open("D0")
 	buf := make([]byte, 512)
 	var a, b, r bdev.Status
-	e.submit(ch, &a, bdev.IORead, 0, 1, buf)
-	e.submit(ch, &b, bdev.IOWrite, 1, 1, buf)
+	bdevtest.Submit(ch, &a, bdev.IORead, 0, 1, buf)
+	bdevtest.Submit(ch, &b, bdev.IOWrite, 1, 1, buf)
 	e.pollAt(0)
-	e.submit(ch, &r, bdev.IOReset, 0, 0)
+	bdevtest.Submit(ch, &r, bdev.IOReset, 0, 0)
 	e.pollAt(1 * us)
 	if a != bdev.StatusAborted || b != bdev.StatusAborted || r != bdev.StatusSuccess {
 		t.Fatalf("read %v write %v reset %v", a, b, r)
@@ -241,16 +208,16 @@ func TestCreateErrors(t *testing.T) {
 		t.Fatalf("duplicate deferred: %v", err)
 	}
 	md, _ := malloc.New(malloc.Options{Name: "Later", BlockSize: 4096, NumBlocks: 8, Memory: hugemem.SmallPages})
-	e.reg.Register(md)
+	e.Reg.Register(md)
 	d, err := e.mod.Lookup("D2")
 	if err != nil || d.Info().BlockSize != 4096 {
 		t.Fatalf("deferred delay bdev: %v", err)
 	}
 	// Deleting forgets the association and releases the claim.
-	if err := e.reg.Unregister("D2", nil); err != nil {
+	if err := e.Reg.Unregister("D2", nil); err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := e.reg.Get("Later"); b.Claimed() != "" {
+	if b, _ := e.Reg.Get("Later"); b.Claimed() != "" {
 		t.Fatal("claim kept")
 	}
 	if err := e.mod.Create(Options{Name: "D2", BaseName: "Later"}); err != nil {
@@ -261,7 +228,7 @@ func TestCreateErrors(t *testing.T) {
 func TestZeroAllocsForwarding(t *testing.T) {
 	e := newEnv(t)
 	e.create(Options{})
-	ch := e.channel("D0")
+	_, ch := e.Open("D0")
 	iovs := [][]byte{make([]byte, 4096)}
 	for _, typ := range []bdev.IOType{bdev.IORead, bdev.IOWrite, bdev.IOFlush} {
 		done := 0
@@ -273,7 +240,7 @@ func TestZeroAllocsForwarding(t *testing.T) {
 			ch.Submit(io, cb)
 			for ch.Outstanding() > 0 {
 				tick += 1000
-				e.r.Poll(tick)
+				e.R.Poll(tick)
 			}
 		})
 		e.now = tick

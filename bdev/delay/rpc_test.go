@@ -1,20 +1,17 @@
 package delay
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"hyperpath/bdev"
+	"hyperpath/bdev/internal/bdevtest"
 	"hyperpath/bdev/malloc"
 	"hyperpath/rpc"
 )
 
+// rpcEnv is an env plus an RPC server in the Runtime state with the
+// generic bdev, malloc and delay RPCs.
 type rpcEnv struct {
 	*env
 	s *rpc.Server
@@ -22,29 +19,16 @@ type rpcEnv struct {
 
 func newRPCEnv(t *testing.T) *rpcEnv {
 	e := newEnv(t)
-	s := rpc.NewServer(rpc.Options{})
-	bdev.RegisterRPC(s, e.reg)
-	malloc.RegisterRPC(s, e.reg)
-	RegisterRPC(s, e.reg)
-	s.SetState(rpc.Runtime)
-	return &rpcEnv{env: e, s: s}
+	return &rpcEnv{env: e, s: bdevtest.NewRPC(e.Reg, malloc.RegisterRPC, RegisterRPC)}
 }
 
 func (e *rpcEnv) call(method string, params, result any) error {
-	return e.s.Call(context.Background(), method, params, result)
-}
-
-func wantErr(t *testing.T, what string, err error, code int, msg string) {
-	t.Helper()
-	var re *rpc.Error
-	if !errors.As(err, &re) || re.Code != code || re.Message != msg {
-		t.Errorf("%s: got %v, want %d %q", what, err, code, msg)
-	}
+	return bdevtest.Call(e.s, method, params, result)
 }
 
 func TestRPC(t *testing.T) {
 	e := newRPCEnv(t)
-	if moduleFor(e.reg) != e.mod {
+	if moduleFor(e.Reg) != e.mod {
 		t.Fatal("RegisterRPC registered a second module")
 	}
 	params := map[string]any{"name": "Delay0", "base_bdev_name": "M0", "avg_read_latency": 10,
@@ -71,12 +55,12 @@ func TestRPC(t *testing.T) {
 		t.Fatalf("base not claimed: %v", err)
 	}
 
-	wantErr(t, "duplicate", e.call("bdev_delay_create", params, nil), -17, "File exists")
+	bdevtest.WantErr(t, "duplicate", e.call("bdev_delay_create", params, nil), -17, "File exists")
 	bad := map[string]any{"name": "Delay1", "base_bdev_name": "M1", "avg_read_latency": 10,
 		"p99_read_latency": 1, "avg_write_latency": 20, "p99_write_latency": 200}
-	wantErr(t, "p99 < avg", e.call("bdev_delay_create", bad, nil), -22, "Invalid argument")
+	bdevtest.WantErr(t, "p99 < avg", e.call("bdev_delay_create", bad, nil), -22, "Invalid argument")
 	delete(bad, "p99_write_latency")
-	wantErr(t, "missing latency", e.call("bdev_delay_create", bad, nil), -32603, "spdk_json_decode_object failed")
+	bdevtest.WantErr(t, "missing latency", e.call("bdev_delay_create", bad, nil), -32603, "spdk_json_decode_object failed")
 
 	var ok bool
 	if err := e.call("bdev_delay_update_latency", map[string]any{"delay_bdev_name": "Delay0",
@@ -87,11 +71,11 @@ func TestRPC(t *testing.T) {
 	if d.LatencyUs(P99Write) != 5000 {
 		t.Fatal("update not applied")
 	}
-	wantErr(t, "update unknown bdev", e.call("bdev_delay_update_latency", map[string]any{"delay_bdev_name": "nope",
+	bdevtest.WantErr(t, "update unknown bdev", e.call("bdev_delay_update_latency", map[string]any{"delay_bdev_name": "nope",
 		"latency_type": "avg_read", "latency_us": 1}, nil), -32602, "The requested bdev does not exist.")
-	wantErr(t, "update a non-delay bdev", e.call("bdev_delay_update_latency", map[string]any{"delay_bdev_name": "M0",
+	bdevtest.WantErr(t, "update a non-delay bdev", e.call("bdev_delay_update_latency", map[string]any{"delay_bdev_name": "M0",
 		"latency_type": "avg_read", "latency_us": 1}, nil), -32602, "The requested bdev does not exist.")
-	wantErr(t, "bad latency type", e.call("bdev_delay_update_latency", map[string]any{"delay_bdev_name": "Delay0",
+	bdevtest.WantErr(t, "bad latency type", e.call("bdev_delay_update_latency", map[string]any{"delay_bdev_name": "Delay0",
 		"latency_type": "max_read", "latency_us": 1}, nil), -32603, "spdk_json_decode_object failed")
 
 	// save_config replays with the updated latency.
@@ -101,8 +85,8 @@ func TestRPC(t *testing.T) {
 		t.Fatalf("config %s %s", m, j)
 	}
 
-	wantErr(t, "delete base", e.call("bdev_malloc_delete", map[string]any{"name": "M0"}, nil), -16, "Device or resource busy")
-	wantErr(t, "delete non-delay", e.call("bdev_delay_delete", map[string]any{"name": "M0"}, nil), -19, "No such device")
+	bdevtest.WantErr(t, "delete base", e.call("bdev_malloc_delete", map[string]any{"name": "M0"}, nil), -16, "Device or resource busy")
+	bdevtest.WantErr(t, "delete non-delay", e.call("bdev_delay_delete", map[string]any{"name": "M0"}, nil), -19, "No such device")
 	if err := e.call("bdev_delay_delete", map[string]any{"name": "Delay0"}, &ok); err != nil || !ok {
 		t.Fatalf("delete: %v", err)
 	}
@@ -115,20 +99,9 @@ func TestRPC(t *testing.T) {
 // SPDK's rpc.py, unmodified, against our server (--server mode: one
 // interpreter for all commands).
 func TestSPDKRPCPy(t *testing.T) {
-	spdk := os.Getenv("SPDK_DIR")
-	if spdk == "" {
-		t.Skip("SPDK_DIR not set (point it at an SPDK tree with scripts/rpc.py, e.g. /opt/spdk)")
-	}
-	rpcPy := filepath.Join(spdk, "scripts", "rpc.py")
-	if _, err := os.Stat(rpcPy); err != nil {
-		t.Skipf("no %s: %v", rpcPy, err)
-	}
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not installed")
-	}
+	py, rpcPy := bdevtest.SPDKRPCPy(t)
 	e := newRPCEnv(t)
-	sock := listen(t, e.s)
+	sock := bdevtest.Listen(t, e.s)
 	lines := []string{
 		"bdev_delay_create -b M0 -d Delay0 -r 10 -t 100 -w 20 -n 200",
 		"bdev_delay_update_latency Delay0 avg_read 50",
@@ -137,30 +110,11 @@ func TestSPDKRPCPy(t *testing.T) {
 		"bdev_delay_delete Delay0",
 		"bdev_delay_delete Delay0",
 	}
-	var in strings.Builder
-	for _, l := range lines {
-		in.WriteString("-s " + sock + " -t 10 " + l + "\n")
-	}
-	cmd := exec.Command(py, rpcPy, "--server")
-	cmd.Stdin = strings.NewReader(in.String())
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("rpc.py: %v: %s", err, out)
-	}
 	var res []string
-	var cur strings.Builder
-	for _, l := range strings.SplitAfter(string(out), "\n") {
-		if s, ok := strings.CutPrefix(strings.TrimSpace(l), "**STATUS="); ok {
-			res = append(res, s+" "+strings.TrimSpace(cur.String()))
-			cur.Reset()
-			continue
-		}
-		cur.WriteString(l)
+	for _, r := range bdevtest.RPCPyServer(t, py, rpcPy, sock, lines...) {
+		res = append(res, r.Status+" "+r.Out)
 	}
 	want := []string{"0 Delay0", "0 true", "1 ", "0 [", "0", "1 "}
-	if len(res) != len(want) {
-		t.Fatalf("%d answers to %d commands:\n%s", len(res), len(want), out)
-	}
 	for i, w := range want {
 		if !strings.HasPrefix(res[i], w) {
 			t.Errorf("%q: got %q, want prefix %q", lines[i], res[i], w)
@@ -170,20 +124,4 @@ func TestSPDKRPCPy(t *testing.T) {
 		!strings.Contains(res[5], "No such device") {
 		t.Errorf("answers:\n%s", strings.Join(res, "\n"))
 	}
-}
-
-func listen(t *testing.T, s *rpc.Server) string {
-	dir, err := os.MkdirTemp("", "hpdelay")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "spdk.sock")
-	if err := s.Listen(sock); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve() }()
-	t.Cleanup(func() { s.Close(); <-done })
-	return sock
 }

@@ -9,93 +9,39 @@ import (
 	"time"
 
 	"hyperpath/bdev"
+	"hyperpath/bdev/internal/bdevtest"
 	"hyperpath/bdev/malloc"
 	"hyperpath/internal/hugemem"
 	"hyperpath/reactor"
 )
 
-// env is one reactor stepped by the test with Poll, a registry with the
-// error module, and a malloc base "M0".
+// env is a bdevtest.Env (one reactor stepped by the test with Poll) with
+// the error module and a malloc base "M0".
 type env struct {
-	t    testing.TB
-	r    *reactor.Reactor
-	reg  *bdev.Registry
+	*bdevtest.Env
 	mod  *Module
 	base *malloc.Disk
 }
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	r, err := reactor.New(0, reactor.Options{Core: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	reg := bdev.NewRegistry(bdev.Options{Reactors: []*reactor.Reactor{r}})
-	e := &env{t: t, r: r, reg: reg, mod: moduleFor(reg)}
-	e.base = e.malloc("M0", 256)
+	e := &env{Env: bdevtest.New(t)}
+	e.mod = moduleFor(e.Reg)
+	e.base = e.Malloc("M0", 512, 256)
 	return e
-}
-
-func (e *env) malloc(name string, blocks uint64) *malloc.Disk {
-	e.t.Helper()
-	d, err := malloc.New(malloc.Options{Name: name, BlockSize: 512, NumBlocks: blocks, Memory: hugemem.SmallPages})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if _, err := e.reg.Register(d); err != nil {
-		e.t.Fatal(err)
-	}
-	return d
 }
 
 // create makes EE_M0 and returns it.
 func (e *env) create() *Disk {
-	e.t.Helper()
+	e.T.Helper()
 	if err := e.mod.Create("M0", bdev.UUID{}); err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	d, err := e.mod.Lookup("EE_M0")
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	return d
-}
-
-func (e *env) channel(name string) (*bdev.Desc, *bdev.IOChannel) {
-	e.t.Helper()
-	desc, err := e.reg.Open(name, true, nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ch, err := desc.GetChannel(e.r)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return desc, ch
-}
-
-// submit starts an IO whose status lands in *st.
-func (e *env) submit(ch *bdev.IOChannel, st *bdev.Status, typ bdev.IOType, off, n uint64, iovs ...[]byte) {
-	io := ch.Alloc()
-	io.Type, io.OffsetBlocks, io.NumBlocks, io.Iovs = typ, off, n, iovs
-	*st = bdev.StatusPending
-	ch.Submit(io, func(io *bdev.IO) { *st = io.Status })
-}
-
-func (e *env) poll(n int) {
-	for i := 0; i < n; i++ {
-		e.r.Poll(reactor.Now())
-	}
-}
-
-func (e *env) do(ch *bdev.IOChannel, typ bdev.IOType, off, n uint64, iovs ...[]byte) bdev.Status {
-	var st bdev.Status
-	e.submit(ch, &st, typ, off, n, iovs...)
-	for i := 0; i < 100 && st == bdev.StatusPending; i++ {
-		e.r.Poll(reactor.Now())
-	}
-	return st
 }
 
 func TestForwarding(t *testing.T) {
@@ -104,26 +50,26 @@ func TestForwarding(t *testing.T) {
 	if d.Info().NumBlocks != 256 || d.Info().BlockSize != 512 || d.Info().ProductName != "Error Injection Disk" {
 		t.Fatalf("info %+v", d.Info())
 	}
-	if b, _ := e.reg.Get("M0"); b.Claimed() != ModuleName {
+	if b, _ := e.Reg.Get("M0"); b.Claimed() != ModuleName {
 		t.Fatalf("base claimed by %q", b.Claimed())
 	}
-	_, ch := e.channel("EE_M0")
+	_, ch := e.Open("EE_M0")
 	w := make([]byte, 1024)
 	for i := range w {
 		w[i] = byte(i)
 	}
-	if st := e.do(ch, bdev.IOWrite, 3, 2, w[:100], w[100:]); st != bdev.StatusSuccess {
+	if st := e.Do(ch, bdev.IOWrite, 3, 2, w[:100], w[100:]); st != bdev.StatusSuccess {
 		t.Fatal(st)
 	}
 	if !bytes.Equal(e.base.Memory()[3*512:5*512], w) {
 		t.Fatal("write did not reach the base")
 	}
 	r := make([]byte, 1024)
-	if st := e.do(ch, bdev.IORead, 3, 2, r); st != bdev.StatusSuccess || !bytes.Equal(r, w) {
+	if st := e.Do(ch, bdev.IORead, 3, 2, r); st != bdev.StatusSuccess || !bytes.Equal(r, w) {
 		t.Fatalf("read: %v", st)
 	}
 	for _, typ := range []bdev.IOType{bdev.IOFlush, bdev.IOUnmap, bdev.IOWriteZeroes, bdev.IOReset} {
-		if st := e.do(ch, typ, 3, 1); st != bdev.StatusSuccess {
+		if st := e.Do(ch, typ, 3, 1); st != bdev.StatusSuccess {
 			t.Errorf("%v: %v", typ, st)
 		}
 	}
@@ -135,17 +81,17 @@ func TestForwarding(t *testing.T) {
 func TestFailureInjection(t *testing.T) {
 	e := newEnv(t)
 	d := e.create()
-	_, ch := e.channel("EE_M0")
+	_, ch := e.Open("EE_M0")
 	buf := make([]byte, 512)
 	if err := d.Inject(bdev.IORead, Injection{Type: ErrorFailure, Num: 2}); err != nil {
 		t.Fatal(err)
 	}
 	for i, want := range []bdev.Status{bdev.StatusFailed, bdev.StatusFailed, bdev.StatusSuccess} {
-		if st := e.do(ch, bdev.IORead, 0, 1, buf); st != want {
+		if st := e.Do(ch, bdev.IORead, 0, 1, buf); st != want {
 			t.Fatalf("read %d: %v, want %v", i, st, want)
 		}
 	}
-	if st := e.do(ch, bdev.IOWrite, 0, 1, buf); st != bdev.StatusSuccess {
+	if st := e.Do(ch, bdev.IOWrite, 0, 1, buf); st != bdev.StatusSuccess {
 		t.Fatal("write hit by a read injection")
 	}
 
@@ -157,17 +103,17 @@ func TestFailureInjection(t *testing.T) {
 		if typ == bdev.IORead || typ == bdev.IOWrite {
 			iovs = [][]byte{buf}
 		}
-		if st := e.do(ch, typ, 0, 1, iovs...); st != bdev.StatusFailed {
+		if st := e.Do(ch, typ, 0, 1, iovs...); st != bdev.StatusFailed {
 			t.Errorf("all: %v got %v", typ, st)
 		}
 	}
 	// write_zeroes is not injectable, as in SPDK.
-	if st := e.do(ch, bdev.IOWriteZeroes, 0, 1); st != bdev.StatusSuccess {
+	if st := e.Do(ch, bdev.IOWriteZeroes, 0, 1); st != bdev.StatusSuccess {
 		t.Errorf("write_zeroes: %v", st)
 	}
 	d.InjectAll(Injection{Type: ErrorFailure, Num: 5})
 	d.Clear()
-	if st := e.do(ch, bdev.IORead, 0, 1, buf); st != bdev.StatusSuccess || d.Remaining(bdev.IORead) != 0 {
+	if st := e.Do(ch, bdev.IORead, 0, 1, buf); st != bdev.StatusSuccess || d.Remaining(bdev.IORead) != 0 {
 		t.Fatalf("after clear: %v remaining %d", st, d.Remaining(bdev.IORead))
 	}
 	if err := d.Inject(bdev.IOWriteZeroes, Injection{Type: ErrorFailure, Num: 1}); !errors.Is(err, ErrBadInjection) {
@@ -182,10 +128,10 @@ func TestFailureInjection(t *testing.T) {
 func TestNoMemInjection(t *testing.T) {
 	e := newEnv(t)
 	d := e.create()
-	_, ch := e.channel("EE_M0")
+	_, ch := e.Open("EE_M0")
 	d.Inject(bdev.IOWrite, Injection{Type: ErrorNoMem, Num: 3})
 	buf := make([]byte, 512)
-	if st := e.do(ch, bdev.IOWrite, 1, 1, buf); st != bdev.StatusSuccess {
+	if st := e.Do(ch, bdev.IOWrite, 1, 1, buf); st != bdev.StatusSuccess {
 		t.Fatalf("write: %v", st)
 	}
 	if d.Remaining(bdev.IOWrite) != 0 {
@@ -196,26 +142,26 @@ func TestNoMemInjection(t *testing.T) {
 func TestPendingResumeAndReset(t *testing.T) {
 	e := newEnv(t)
 	d := e.create()
-	_, ch := e.channel("EE_M0")
+	_, ch := e.Open("EE_M0")
 	buf := make([]byte, 512)
 	d.Inject(bdev.IORead, Injection{Type: ErrorPending, Num: 2})
 	var a, b bdev.Status
-	e.submit(ch, &a, bdev.IORead, 0, 1, buf)
-	e.submit(ch, &b, bdev.IORead, 1, 1, buf)
-	e.poll(50)
+	bdevtest.Submit(ch, &a, bdev.IORead, 0, 1, buf)
+	bdevtest.Submit(ch, &b, bdev.IORead, 1, 1, buf)
+	e.Poll(50)
 	if a != bdev.StatusPending || b != bdev.StatusPending {
 		t.Fatalf("held IOs completed: %v %v", a, b)
 	}
 	d.ResumePending() // a message to the reactor
-	e.poll(10)
+	e.Poll(10)
 	if a != bdev.StatusSuccess || b != bdev.StatusSuccess {
 		t.Fatalf("after resume: %v %v", a, b)
 	}
 
 	d.Inject(bdev.IOWrite, Injection{Type: ErrorPending, Num: 1})
-	e.submit(ch, &a, bdev.IOWrite, 0, 1, buf)
-	e.poll(10)
-	if st := e.do(ch, bdev.IOReset, 0, 0); st != bdev.StatusSuccess {
+	bdevtest.Submit(ch, &a, bdev.IOWrite, 0, 1, buf)
+	e.Poll(10)
+	if st := e.Do(ch, bdev.IOReset, 0, 0); st != bdev.StatusSuccess {
 		t.Fatalf("reset: %v", st)
 	}
 	if a != bdev.StatusAborted {
@@ -226,10 +172,10 @@ func TestPendingResumeAndReset(t *testing.T) {
 func TestCorruptData(t *testing.T) {
 	e := newEnv(t)
 	d := e.create()
-	_, ch := e.channel("EE_M0")
+	_, ch := e.Open("EE_M0")
 	w := bytes.Repeat([]byte{0x11}, 1024)
 	d.Inject(bdev.IOWrite, Injection{Type: ErrorCorruptData, Num: 1, CorruptOffset: 700, CorruptValue: 0xff})
-	if st := e.do(ch, bdev.IOWrite, 10, 2, w[:512], w[512:]); st != bdev.StatusSuccess {
+	if st := e.Do(ch, bdev.IOWrite, 10, 2, w[:512], w[512:]); st != bdev.StatusSuccess {
 		t.Fatal(st)
 	}
 	mem := e.base.Memory()[10*512 : 12*512]
@@ -244,14 +190,14 @@ func TestCorruptData(t *testing.T) {
 	copy(mem, bytes.Repeat([]byte{0x22}, 1024))
 	d.Inject(bdev.IORead, Injection{Type: ErrorCorruptData, Num: 1, CorruptOffset: 5, CorruptValue: 0x01})
 	r := make([]byte, 1024)
-	if st := e.do(ch, bdev.IORead, 10, 2, r[:3], r[3:]); st != bdev.StatusSuccess {
+	if st := e.Do(ch, bdev.IORead, 10, 2, r[:3], r[3:]); st != bdev.StatusSuccess {
 		t.Fatal(st)
 	}
 	if r[5] != 0x23 || bytes.Count(r, []byte{0x22}) != 1023 || mem[5] != 0x22 {
 		t.Fatalf("read corruption: got %#x, base %#x", r[5], mem[5])
 	}
 	// Hits are consumed: the next read is clean.
-	if e.do(ch, bdev.IORead, 10, 2, r); r[5] != 0x22 {
+	if e.Do(ch, bdev.IORead, 10, 2, r); r[5] != 0x22 {
 		t.Fatal("second read corrupted")
 	}
 }
@@ -259,18 +205,18 @@ func TestCorruptData(t *testing.T) {
 func TestQueueDepthTrigger(t *testing.T) {
 	e := newEnv(t)
 	d := e.create()
-	_, ch := e.channel("EE_M0")
+	_, ch := e.Open("EE_M0")
 	d.Inject(bdev.IORead, Injection{Type: ErrorFailure, Num: 1, QueueDepth: 2})
 	buf := make([]byte, 512)
-	if st := e.do(ch, bdev.IORead, 0, 1, buf); st != bdev.StatusSuccess {
+	if st := e.Do(ch, bdev.IORead, 0, 1, buf); st != bdev.StatusSuccess {
 		t.Fatal("hit at queue depth 0")
 	}
 	// Three reads before any completes: in flight 0, 1, 2 when submitted.
 	var st [3]bdev.Status
 	for i := range st {
-		e.submit(ch, &st[i], bdev.IORead, uint64(i), 1, buf)
+		bdevtest.Submit(ch, &st[i], bdev.IORead, uint64(i), 1, buf)
 	}
-	e.poll(10)
+	e.Poll(10)
 	if st[0] != bdev.StatusSuccess || st[1] != bdev.StatusSuccess || st[2] != bdev.StatusFailed {
 		t.Fatalf("statuses %v", st)
 	}
@@ -279,17 +225,17 @@ func TestQueueDepthTrigger(t *testing.T) {
 func TestClaimAndDelete(t *testing.T) {
 	e := newEnv(t)
 	e.create()
-	if err := e.reg.Unregister("M0", nil); !errors.Is(err, bdev.ErrClaimed) {
+	if err := e.Reg.Unregister("M0", nil); !errors.Is(err, bdev.ErrClaimed) {
 		t.Fatalf("unregistering the claimed base: %v", err)
 	}
 	if err := e.mod.Create("M0", bdev.UUID{}); !errors.Is(err, syscall.EEXIST) {
 		t.Fatalf("second error bdev on M0: %v", err)
 	}
 	removed := false
-	if err := e.reg.Unregister("EE_M0", func(error) { removed = true }); err != nil || !removed {
+	if err := e.Reg.Unregister("EE_M0", func(error) { removed = true }); err != nil || !removed {
 		t.Fatalf("unregister EE_M0: %v removed=%v", err, removed)
 	}
-	if b, _ := e.reg.Get("M0"); b.Claimed() != "" {
+	if b, _ := e.Reg.Get("M0"); b.Claimed() != "" {
 		t.Fatal("claim not released")
 	}
 	// The configuration went with it: the base may get a new error bdev.
@@ -303,10 +249,10 @@ func TestExamineCreatesLater(t *testing.T) {
 	if err := e.mod.Create("Later", bdev.UUID{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.reg.Get("EE_Later"); err == nil {
+	if _, err := e.Reg.Get("EE_Later"); err == nil {
 		t.Fatal("created without a base")
 	}
-	e.malloc("Later", 16)
+	e.Malloc("Later", 512, 16)
 	if _, err := e.mod.Lookup("EE_Later"); err != nil {
 		t.Fatalf("not created on examine: %v", err)
 	}
@@ -316,7 +262,7 @@ func TestBaseRemovalUnregisters(t *testing.T) {
 	e := newEnv(t)
 	d := e.create()
 	d.onBaseEvent(bdev.EventRemove, nil) // what the registry sends on hot removal
-	if _, err := e.reg.Get("EE_M0"); err == nil {
+	if _, err := e.Reg.Get("EE_M0"); err == nil {
 		t.Fatal("error bdev survived its base's removal")
 	}
 }
@@ -324,7 +270,7 @@ func TestBaseRemovalUnregisters(t *testing.T) {
 func TestZeroAllocsForwarding(t *testing.T) {
 	e := newEnv(t)
 	d := e.create()
-	_, ch := e.channel("EE_M0")
+	_, ch := e.Open("EE_M0")
 	d.Inject(bdev.IORead, Injection{Type: ErrorCorruptData, Num: 1 << 30, CorruptOffset: 3, CorruptValue: 1})
 	iovs := [][]byte{make([]byte, 4096)}
 	for _, typ := range []bdev.IOType{bdev.IORead, bdev.IOWrite} {
@@ -335,7 +281,7 @@ func TestZeroAllocsForwarding(t *testing.T) {
 			io.Type, io.OffsetBlocks, io.NumBlocks, io.Iovs = typ, 8, 8, iovs
 			ch.Submit(io, cb)
 			for ch.Outstanding() > 0 {
-				e.r.Poll(0)
+				e.R.Poll(0)
 			}
 		})
 		if allocs != 0 || done < 1000 {

@@ -42,6 +42,6 @@ func FuzzRPCParams(f *testing.F) {
 		if err != nil && (!errors.As(err, &re) || re.Code == rpc.CodeInternalError && re.Message == "Internal error") {
 			t.Fatalf("params %s: %v", params, err)
 		}
-		e.poll(5)
+		e.Poll(5)
 	})
 }

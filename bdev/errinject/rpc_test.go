@@ -1,16 +1,12 @@
 package errinject
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"hyperpath/bdev"
+	"hyperpath/bdev/internal/bdevtest"
 	"hyperpath/bdev/malloc"
 	"hyperpath/rpc"
 )
@@ -24,29 +20,16 @@ type rpcEnv struct {
 
 func newRPCEnv(t *testing.T) *rpcEnv {
 	e := newEnv(t)
-	s := rpc.NewServer(rpc.Options{})
-	bdev.RegisterRPC(s, e.reg)
-	malloc.RegisterRPC(s, e.reg)
-	RegisterRPC(s, e.reg)
-	s.SetState(rpc.Runtime)
-	return &rpcEnv{env: e, s: s}
+	return &rpcEnv{env: e, s: bdevtest.NewRPC(e.Reg, malloc.RegisterRPC, RegisterRPC)}
 }
 
 func (e *rpcEnv) call(method string, params, result any) error {
-	return e.s.Call(context.Background(), method, params, result)
-}
-
-func wantErr(t *testing.T, what string, err error, code int, msg string) {
-	t.Helper()
-	var re *rpc.Error
-	if !errors.As(err, &re) || re.Code != code || re.Message != msg {
-		t.Errorf("%s: got %v, want %d %q", what, err, code, msg)
-	}
+	return bdevtest.Call(e.s, method, params, result)
 }
 
 func TestRPC(t *testing.T) {
 	e := newRPCEnv(t)
-	if moduleFor(e.reg) != e.mod {
+	if moduleFor(e.Reg) != e.mod {
 		t.Fatal("RegisterRPC registered a second module")
 	}
 	var ok bool
@@ -66,8 +49,8 @@ func TestRPC(t *testing.T) {
 		string(b.DriverSpecific) != `{"error_disk":{"base_bdev":"M0"}}` {
 		t.Fatalf("bdev %+v %s", b, b.DriverSpecific)
 	}
-	wantErr(t, "duplicate", e.call("bdev_error_create", map[string]any{"base_name": "M0"}, nil), -17, "File exists")
-	wantErr(t, "no base_name", e.call("bdev_error_create", map[string]any{}, nil), -32603, "spdk_json_decode_object failed")
+	bdevtest.WantErr(t, "duplicate", e.call("bdev_error_create", map[string]any{"base_name": "M0"}, nil), -17, "File exists")
+	bdevtest.WantErr(t, "no base_name", e.call("bdev_error_create", map[string]any{}, nil), -32603, "spdk_json_decode_object failed")
 
 	inject := func(p map[string]any) error { return e.call("bdev_error_inject_error", p, nil) }
 	if err := inject(map[string]any{"name": "EE_M0", "io_type": "read", "error_type": "failure", "num": 3}); err != nil {
@@ -102,7 +85,7 @@ func TestRPC(t *testing.T) {
 		"nvme without sc":   {map[string]any{"name": "EE_M0", "io_type": "read", "error_type": "nvme_failure"}, -22, "nvme_sct or nvme_sc should be specified for NVMe error injection"},
 		"sc without nvme":   {map[string]any{"name": "EE_M0", "io_type": "read", "error_type": "failure", "nvme_sc": 1}, -22, "nvme_sct or nvme_sc should be specified for NVMe error injection"},
 	} {
-		wantErr(t, what, inject(tc.p), tc.code, tc.msg)
+		bdevtest.WantErr(t, what, inject(tc.p), tc.code, tc.msg)
 	}
 	if err := inject(map[string]any{"name": "EE_M0", "io_type": "all", "error_type": "nvme_failure", "nvme_sct": 1, "nvme_sc": 2, "num": 4}); err != nil {
 		t.Fatal(err)
@@ -114,10 +97,10 @@ func TestRPC(t *testing.T) {
 	if err := e.call("bdev_error_resume_pending", map[string]any{"name": "EE_M0"}, &ok); err != nil || !ok {
 		t.Fatalf("resume: %v", err)
 	}
-	wantErr(t, "resume unknown", e.call("bdev_error_resume_pending", map[string]any{"name": "nope"}, nil), -19, "No such device")
+	bdevtest.WantErr(t, "resume unknown", e.call("bdev_error_resume_pending", map[string]any{"name": "nope"}, nil), -19, "No such device")
 
-	wantErr(t, "delete base", e.call("bdev_malloc_delete", map[string]any{"name": "M0"}, nil), -16, "Device or resource busy")
-	wantErr(t, "delete non-error", e.call("bdev_error_delete", map[string]any{"name": "M0"}, nil), -19, "No such device")
+	bdevtest.WantErr(t, "delete base", e.call("bdev_malloc_delete", map[string]any{"name": "M0"}, nil), -16, "Device or resource busy")
+	bdevtest.WantErr(t, "delete non-error", e.call("bdev_error_delete", map[string]any{"name": "M0"}, nil), -19, "No such device")
 	if err := e.call("bdev_error_delete", map[string]any{"name": "EE_M0"}, &ok); err != nil || !ok {
 		t.Fatalf("delete: %v", err)
 	}
@@ -132,13 +115,13 @@ func TestRPC(t *testing.T) {
 	if err := e.call("bdev_malloc_create", map[string]any{"name": "Malloc9", "num_blocks": 16, "block_size": 512}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.reg.Get("EE_Malloc9"); err != nil {
+	if _, err := e.Reg.Get("EE_Malloc9"); err != nil {
 		t.Fatal("no EE_Malloc9 after its base appeared")
 	}
 
 	// save_config: the error bdev follows its base.
 	var entries []string
-	for _, b := range e.reg.List() {
+	for _, b := range e.Reg.List() {
 		if cw, ok := b.Device().(bdev.ConfigWriter); ok {
 			m, p := cw.ConfigEntry()
 			j, _ := json.Marshal(p)
@@ -152,20 +135,9 @@ func TestRPC(t *testing.T) {
 
 // SPDK's rpc.py, unmodified, against our server.
 func TestSPDKRPCPy(t *testing.T) {
-	spdk := os.Getenv("SPDK_DIR")
-	if spdk == "" {
-		t.Skip("SPDK_DIR not set (point it at an SPDK tree with scripts/rpc.py, e.g. /opt/spdk)")
-	}
-	rpcPy := filepath.Join(spdk, "scripts", "rpc.py")
-	if _, err := os.Stat(rpcPy); err != nil {
-		t.Skipf("no %s: %v", rpcPy, err)
-	}
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not installed")
-	}
+	py, rpcPy := bdevtest.SPDKRPCPy(t)
 	e := newRPCEnv(t)
-	sock := listen(t, e.s)
+	sock := bdevtest.Listen(t, e.s)
 	lines := []string{
 		"bdev_error_create M0",
 		"bdev_error_inject_error EE_M0 read corrupt_data -n 2 -o 5 -v 255",
@@ -176,30 +148,11 @@ func TestSPDKRPCPy(t *testing.T) {
 		"bdev_error_delete EE_M0",
 		"bdev_error_delete EE_M0",
 	}
-	var in strings.Builder
-	for _, l := range lines {
-		in.WriteString("-s " + sock + " -t 10 " + l + "\n")
-	}
-	cmd := exec.Command(py, rpcPy, "--server")
-	cmd.Stdin = strings.NewReader(in.String())
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("rpc.py: %v: %s", err, out)
-	}
 	var res []string
-	var cur strings.Builder
-	for _, l := range strings.SplitAfter(string(out), "\n") {
-		if s, ok := strings.CutPrefix(strings.TrimSpace(l), "**STATUS="); ok {
-			res = append(res, s+" "+strings.TrimSpace(cur.String()))
-			cur.Reset()
-			continue
-		}
-		cur.WriteString(l)
+	for _, r := range bdevtest.RPCPyServer(t, py, rpcPy, sock, lines...) {
+		res = append(res, r.Status+" "+r.Out)
 	}
 	want := []string{"0 true", "0", "0", "1 ", "0 [", "0", "0", "1 "}
-	if len(res) != len(want) {
-		t.Fatalf("%d answers to %d commands:\n%s", len(res), len(want), out)
-	}
 	for i, w := range want {
 		if !strings.HasPrefix(res[i], w) {
 			t.Errorf("%q: got %q, want prefix %q", lines[i], res[i], w)
@@ -209,20 +162,4 @@ func TestSPDKRPCPy(t *testing.T) {
 		!strings.Contains(res[7], "No such device") {
 		t.Errorf("answers:\n%s", strings.Join(res, "\n"))
 	}
-}
-
-func listen(t *testing.T, s *rpc.Server) string {
-	dir, err := os.MkdirTemp("", "hperr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "spdk.sock")
-	if err := s.Listen(sock); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve() }()
-	t.Cleanup(func() { s.Close(); <-done })
-	return sock
 }

@@ -35,7 +35,26 @@ func New(t testing.TB) *Env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
-	return &Env{T: t, R: r, Reg: bdev.NewRegistry(bdev.Options{Reactors: []*reactor.Reactor{r}})}
+	e := &Env{T: t, R: r, Reg: bdev.NewRegistry(bdev.Options{Reactors: []*reactor.Reactor{r}})}
+	t.Cleanup(e.UnregisterAll)
+	return e
+}
+
+// UnregisterAll unregisters every bdev, stacked ones before their bases,
+// so that their memory and files are released (New's cleanup calls it).
+// A bdev with a descriptor the test left open goes only once that closes.
+func (e *Env) UnregisterAll() {
+	for {
+		progress := false
+		for _, b := range e.Reg.List() {
+			if !b.Removing() && e.Reg.Unregister(b.Name(), nil) == nil {
+				progress = true
+			}
+		}
+		if !progress {
+			return
+		}
+	}
 }
 
 // Malloc registers a malloc bdev of blocks blocks of bs bytes in ordinary
