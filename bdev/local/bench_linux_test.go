@@ -69,7 +69,7 @@ func newRandReader(e *env, ch *bdev.IOChannel, qd, bs int) *randReader {
 	info := ch.Bdev().Info()
 	rr := &randReader{e: e, ch: ch, bs: bs, rng: 0x9e3779b97f4a7c15,
 		bsBlocks: uint64(bs) / uint64(info.BlockSize),
-		bufs:     aligned(e.t, qd*bs), hist: hdr.New(100, int64(10*time.Second), 3),
+		bufs:     aligned(e.T, qd*bs), hist: hdr.New(100, int64(10*time.Second), 3),
 		slots: make([]slot, qd), tickNs: 1e9 / float64(reactor.TickRate())}
 	for i := range rr.slots {
 		rr.slots[i].idx = i
@@ -113,14 +113,14 @@ func (rr *randReader) startAll() {
 
 func (rr *randReader) waitFor(n int) {
 	for rr.completed < n {
-		rr.e.r.Poll(0)
+		rr.e.R.Poll(0)
 	}
 }
 
 func (rr *randReader) drain() {
 	rr.stop = true
 	for rr.ch.Outstanding() > 0 {
-		rr.e.r.Poll(0)
+		rr.e.R.Poll(0)
 	}
 }
 

@@ -9,21 +9,18 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"hyperpath/bdev"
-	"hyperpath/reactor"
+	"hyperpath/bdev/internal/bdevtest"
 )
 
-// env is one reactor that the test goroutine steps with Poll. The
+// env is a bdevtest.Env that the test goroutine steps with Poll. The
 // goroutine is locked to its OS thread first: the channels' rings are
 // SINGLE_ISSUER and must be used from the thread that created them.
 type env struct {
-	t   testing.TB
-	r   *reactor.Reactor
-	reg *bdev.Registry
+	*bdevtest.Env
 }
 
 func newEnv(t testing.TB) *env {
@@ -34,82 +31,35 @@ func newEnv(t testing.TB) *env {
 		lockedCaller = false
 		runtime.UnlockOSThread()
 	})
-	r, err := reactor.New(0, reactor.Options{Core: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return &env{t: t, r: r, reg: bdev.NewRegistry(bdev.Options{Reactors: []*reactor.Reactor{r}})}
+	return &env{Env: bdevtest.New(t)}
 }
 
 // add creates and registers a Disk; it is unregistered at the end.
 func (e *env) add(o Options) *Disk {
-	e.t.Helper()
+	e.T.Helper()
 	d, err := New(o)
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
-	if _, err := e.reg.Register(d); err != nil {
+	if _, err := e.Reg.Register(d); err != nil {
 		d.Destroy()
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
-	e.t.Cleanup(func() { e.reg.Unregister(o.Name, nil) })
+	e.T.Cleanup(func() { e.Reg.Unregister(o.Name, nil) })
 	return d
 }
 
 // channel opens name and gets its channel on the env's reactor; both are
 // released at the end of the test.
 func (e *env) channel(name string) *bdev.IOChannel {
-	e.t.Helper()
-	desc, err := e.reg.Open(name, true, nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ch, err := desc.GetChannel(e.r)
-	if err != nil {
-		desc.Close()
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() {
+	e.T.Helper()
+	desc, ch := e.Open(name)
+	e.T.Cleanup(func() {
 		ch.PutChannel()
-		e.drain(ch)
+		e.Drain(ch)
 		desc.Close()
 	})
 	return ch
-}
-
-// drain polls until ch has no IO outstanding.
-func (e *env) drain(ch *bdev.IOChannel) {
-	deadline := time.Now().Add(10 * time.Second)
-	for ch.Outstanding() > 0 && time.Now().Before(deadline) {
-		e.r.Poll(reactor.Now())
-	}
-}
-
-// do submits one IO and polls until it completes.
-func (e *env) do(ch *bdev.IOChannel, typ bdev.IOType, off, n uint64, iovs ...[]byte) bdev.Status {
-	e.t.Helper()
-	io := ch.Alloc()
-	if io == nil {
-		e.t.Fatal("IO pool empty")
-	}
-	io.Type, io.OffsetBlocks, io.NumBlocks, io.Iovs = typ, off, n, iovs
-	st := bdev.StatusPending
-	ch.Submit(io, func(io *bdev.IO) { st = io.Status })
-	e.wait(func() bool { return st != bdev.StatusPending })
-	return st
-}
-
-// wait polls until cond holds (10 s at most).
-func (e *env) wait(cond func() bool) {
-	e.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			e.t.Fatal("timed out polling")
-		}
-		e.r.Poll(reactor.Now())
-	}
 }
 
 // aligned returns page-aligned memory outside the Go heap, as O_DIRECT

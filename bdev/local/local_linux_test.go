@@ -32,11 +32,11 @@ func TestReadWriteRoundTripDirect(t *testing.T) {
 	w := aligned(t, 8*bs)
 	pattern(w, 3)
 	// Three iovecs of different lengths, each a multiple of the block size.
-	if st := e.do(ch, bdev.IOWrite, 4, 8, w[:bs], w[bs:4*bs], w[4*bs:]); st != bdev.StatusSuccess {
+	if st := e.Do(ch, bdev.IOWrite, 4, 8, w[:bs], w[bs:4*bs], w[4*bs:]); st != bdev.StatusSuccess {
 		t.Fatalf("write: %v", st)
 	}
 	r := aligned(t, 8*bs)
-	if st := e.do(ch, bdev.IORead, 4, 8, r[:2*bs], r[2*bs:]); st != bdev.StatusSuccess {
+	if st := e.Do(ch, bdev.IORead, 4, 8, r[:2*bs], r[2*bs:]); st != bdev.StatusSuccess {
 		t.Fatalf("read: %v", st)
 	}
 	if !bytes.Equal(r, w) {
@@ -53,7 +53,7 @@ func TestReadWriteRoundTripDirect(t *testing.T) {
 	if got[4*bs-1] != 0x5a || got[12*bs] != 0x5a {
 		t.Fatal("write spilled outside its range")
 	}
-	if st := e.do(ch, bdev.IOFlush, 0, d.Info().NumBlocks); st != bdev.StatusSuccess {
+	if st := e.Do(ch, bdev.IOFlush, 0, d.Info().NumBlocks); st != bdev.StatusSuccess {
 		t.Fatalf("flush: %v", st)
 	}
 }
@@ -70,15 +70,15 @@ func TestMisalignedBuffersUseBufferedTwin(t *testing.T) {
 	raw := make([]byte, 2*4096+1)
 	w := raw[1:]
 	pattern(w, 9)
-	if st := e.do(ch, bdev.IOWrite, 2, 2, w[:100], w[100:]); st != bdev.StatusSuccess {
+	if st := e.Do(ch, bdev.IOWrite, 2, 2, w[:100], w[100:]); st != bdev.StatusSuccess {
 		t.Fatalf("misaligned write: %v", st)
 	}
 	r := aligned(t, 8192)
-	if st := e.do(ch, bdev.IORead, 2, 2, r); st != bdev.StatusSuccess || !bytes.Equal(r, w) {
+	if st := e.Do(ch, bdev.IORead, 2, 2, r); st != bdev.StatusSuccess || !bytes.Equal(r, w) {
 		t.Fatalf("direct read after buffered write: %v equal=%v", st, bytes.Equal(r, w))
 	}
 	raw2 := make([]byte, 8193)
-	if st := e.do(ch, bdev.IORead, 2, 2, raw2[1:]); st != bdev.StatusSuccess || !bytes.Equal(raw2[1:], w) {
+	if st := e.Do(ch, bdev.IORead, 2, 2, raw2[1:]); st != bdev.StatusSuccess || !bytes.Equal(raw2[1:], w) {
 		t.Fatalf("misaligned read: %v", st)
 	}
 }
@@ -93,11 +93,11 @@ func TestBufferedOption(t *testing.T) {
 	ch := e.channel("B0")
 	w := make([]byte, 1536)
 	pattern(w, 1)
-	if st := e.do(ch, bdev.IOWrite, 7, 3, w); st != bdev.StatusSuccess {
+	if st := e.Do(ch, bdev.IOWrite, 7, 3, w); st != bdev.StatusSuccess {
 		t.Fatal(st)
 	}
 	r := make([]byte, 1536)
-	if st := e.do(ch, bdev.IORead, 7, 3, r[:1], r[1:]); st != bdev.StatusSuccess || !bytes.Equal(r, w) {
+	if st := e.Do(ch, bdev.IORead, 7, 3, r[:1], r[1:]); st != bdev.StatusSuccess || !bytes.Equal(r, w) {
 		t.Fatalf("read %v", st)
 	}
 	var ds struct {
@@ -129,7 +129,7 @@ func TestTmpfsFallbacks(t *testing.T) {
 	t.Logf("tmpfs: o_direct=%v block size %d", d.Direct(), d.Info().BlockSize)
 	ch := e.channel("T0")
 	bs := uint64(d.Info().BlockSize)
-	if st := e.do(ch, bdev.IOWriteZeroes, 1, 2); st != bdev.StatusSuccess {
+	if st := e.Do(ch, bdev.IOWriteZeroes, 1, 2); st != bdev.StatusSuccess {
 		t.Fatalf("write_zeroes: %v", st)
 	}
 	if m := d.zeroMode.Load(); m != zeroPunch {
@@ -159,18 +159,18 @@ func TestUnmapAndWriteZeroes(t *testing.T) {
 			t.Fatalf("%s: zeroed after its range", what)
 		}
 	}
-	if st := e.do(ch, bdev.IOWriteZeroes, 3, 5); st != bdev.StatusSuccess {
+	if st := e.Do(ch, bdev.IOWriteZeroes, 3, 5); st != bdev.StatusSuccess {
 		t.Fatalf("write_zeroes: %v", st)
 	}
 	check("zero range", 3, 5)
-	if st := e.do(ch, bdev.IOUnmap, 20, 4); st != bdev.StatusSuccess {
+	if st := e.Do(ch, bdev.IOUnmap, 20, 4); st != bdev.StatusSuccess {
 		t.Fatalf("unmap: %v", st)
 	}
 	check("unmap", 20, 4)
 
 	// The last resort: writes from the zero page run, across chunks.
 	d.zeroMode.Store(zeroWrite)
-	if st := e.do(ch, bdev.IOWriteZeroes, 100, 700); st != bdev.StatusSuccess {
+	if st := e.Do(ch, bdev.IOWriteZeroes, 100, 700); st != bdev.StatusSuccess {
 		t.Fatalf("write_zeroes by writes: %v", st)
 	}
 	check("zero writes", 100, 700)
@@ -182,7 +182,7 @@ func TestReadOnly(t *testing.T) {
 	e.add(Options{Name: "R0", Filename: path, ReadOnly: true, Fallocate: true})
 	ch := e.channel("R0")
 	buf := aligned(t, 4096)
-	if st := e.do(ch, bdev.IORead, 0, 8, buf); st != bdev.StatusSuccess || buf[100] != 0x11 {
+	if st := e.Do(ch, bdev.IORead, 0, 8, buf); st != bdev.StatusSuccess || buf[100] != 0x11 {
 		t.Fatalf("read: %v", st)
 	}
 	for _, typ := range []bdev.IOType{bdev.IOWrite, bdev.IOUnmap, bdev.IOWriteZeroes} {
@@ -190,7 +190,7 @@ func TestReadOnly(t *testing.T) {
 		if typ == bdev.IOWrite {
 			iovs = [][]byte{buf}
 		}
-		if st := e.do(ch, typ, 0, 8, iovs...); st != bdev.StatusFailed {
+		if st := e.Do(ch, typ, 0, 8, iovs...); st != bdev.StatusFailed {
 			t.Errorf("%v on a read-only disk: %v", typ, st)
 		}
 	}
@@ -243,21 +243,21 @@ func TestBlockDevice(t *testing.T) {
 	ch := e.channel("Loop0")
 	w := aligned(t, 3*4096)
 	pattern(w, 5)
-	if st := e.do(ch, bdev.IOWrite, 10, 3, w); st != bdev.StatusSuccess {
+	if st := e.Do(ch, bdev.IOWrite, 10, 3, w); st != bdev.StatusSuccess {
 		t.Fatalf("write: %v", st)
 	}
 	r := aligned(t, 3*4096)
-	if st := e.do(ch, bdev.IORead, 10, 3, r); st != bdev.StatusSuccess || !bytes.Equal(r, w) {
+	if st := e.Do(ch, bdev.IORead, 10, 3, r); st != bdev.StatusSuccess || !bytes.Equal(r, w) {
 		t.Fatalf("read: %v", st)
 	}
-	if st := e.do(ch, bdev.IOWriteZeroes, 11, 1); st != bdev.StatusSuccess {
+	if st := e.Do(ch, bdev.IOWriteZeroes, 11, 1); st != bdev.StatusSuccess {
 		t.Fatalf("write_zeroes: %v", st)
 	}
-	e.do(ch, bdev.IORead, 10, 3, r)
+	e.Do(ch, bdev.IORead, 10, 3, r)
 	if !bytes.Equal(r[4096:8192], make([]byte, 4096)) || !bytes.Equal(r[:4096], w[:4096]) {
 		t.Fatal("write_zeroes on the block device")
 	}
-	if st := e.do(ch, bdev.IOFlush, 0, 1); st != bdev.StatusSuccess {
+	if st := e.Do(ch, bdev.IOFlush, 0, 1); st != bdev.StatusSuccess {
 		t.Fatalf("flush: %v", st)
 	}
 	if _, err := New(Options{Name: "y", Filename: dev, NoWait: true}); err != nil {
@@ -288,7 +288,7 @@ func TestNoMemRetry(t *testing.T) {
 			done++
 		})
 	}
-	e.wait(func() bool { return done == n })
+	e.Wait(func() bool { return done == n })
 	got, _ := os.ReadFile(path)
 	if !bytes.Equal(got[:n*4096], bufs) {
 		t.Fatal("file differs after NoMem retries")
@@ -309,7 +309,7 @@ func TestResetWaitsForOutstanding(t *testing.T) {
 		io.Iovs = append(io.Iovs[:0], buf[i<<21:(i+1)<<21])
 		ch.Submit(io, func(*bdev.IO) { order = append(order, "read") })
 	}
-	e.r.Poll(reactor.Now()) // the reads are now in the kernel
+	e.R.Poll(reactor.Now()) // the reads are now in the kernel
 	io := ch.Alloc()
 	io.Type = bdev.IOReset
 	ch.Submit(io, func(io *bdev.IO) {
@@ -318,12 +318,12 @@ func TestResetWaitsForOutstanding(t *testing.T) {
 		}
 		order = append(order, "reset")
 	})
-	e.wait(func() bool { return len(order) == 5 })
+	e.Wait(func() bool { return len(order) == 5 })
 	if order[4] != "reset" {
 		t.Fatalf("completion order %v", order)
 	}
 	// With nothing outstanding a reset completes at once.
-	if st := e.do(ch, bdev.IOReset, 0, 0); st != bdev.StatusSuccess {
+	if st := e.Do(ch, bdev.IOReset, 0, 0); st != bdev.StatusSuccess {
 		t.Fatal(st)
 	}
 }
@@ -450,7 +450,7 @@ func TestZeroAllocsPerIO(t *testing.T) {
 			off++
 			ch.Submit(io, cb)
 			for ch.Outstanding() > 0 {
-				e.r.Poll(0)
+				e.R.Poll(0)
 			}
 		})
 		if allocs != 0 {
@@ -513,12 +513,12 @@ func TestPutChannelWithIOInFlight(t *testing.T) {
 	e := newEnv(t)
 	path := dataFile(t, "", 1<<20, 3)
 	d := e.add(Options{Name: "P0", Filename: path, BlockSize: 4096})
-	desc, err := e.reg.Open("P0", true, nil)
+	desc, err := e.Reg.Open("P0", true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer desc.Close()
-	ch, err := desc.GetChannel(e.r)
+	ch, err := desc.GetChannel(e.R)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -534,12 +534,12 @@ func TestPutChannelWithIOInFlight(t *testing.T) {
 		io.Iovs = [][]byte{buf[i*4096 : (i+1)*4096]}
 		ch.Submit(io, func(*bdev.IO) { done++ })
 	}
-	e.r.Poll(reactor.Now()) // submitted
+	e.R.Poll(reactor.Now()) // submitted
 	time.Sleep(100 * time.Millisecond)
 	ch.PutChannel()
-	e.wait(func() bool { return done == n })
+	e.Wait(func() bool { return done == n })
 	for i := 0; i < 10; i++ {
-		e.r.Poll(reactor.Now())
+		e.R.Poll(reactor.Now())
 	}
 	if len(*d.chans.Load()) != 0 {
 		t.Fatal("channel not closed after its last IO")

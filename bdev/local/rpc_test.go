@@ -1,17 +1,14 @@
 package local
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"hyperpath/bdev"
-	"hyperpath/reactor"
+	"hyperpath/bdev/internal/bdevtest"
 	"hyperpath/rpc"
 )
 
@@ -23,36 +20,13 @@ type rpcEnv struct {
 }
 
 func newRPCEnv(t *testing.T) *rpcEnv {
-	r, err := reactor.New(0, reactor.Options{Core: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	reg := bdev.NewRegistry(bdev.Options{Reactors: []*reactor.Reactor{r}})
-	reg.RegisterModule(Module{})
-	s := rpc.NewServer(rpc.Options{})
-	bdev.RegisterRPC(s, reg)
-	RegisterRPC(s, reg)
-	s.SetState(rpc.Runtime)
-	t.Cleanup(func() {
-		for _, b := range reg.List() {
-			reg.Unregister(b.Name(), nil)
-		}
-	})
-	return &rpcEnv{s: s, reg: reg}
+	e := bdevtest.New(t) // unregisters what the test left at its end
+	e.Reg.RegisterModule(Module{})
+	return &rpcEnv{s: bdevtest.NewRPC(e.Reg, RegisterRPC), reg: e.Reg}
 }
 
 func (e *rpcEnv) call(method string, params any, result any) error {
-	return e.s.Call(context.Background(), method, params, result)
-}
-
-// wantErr checks that err is the JSON-RPC error code/message.
-func wantErr(t *testing.T, what string, err error, code int, msg string) {
-	t.Helper()
-	var re *rpc.Error
-	if !errors.As(err, &re) || re.Code != code || re.Message != msg {
-		t.Errorf("%s: got %v, want %d %q", what, err, code, msg)
-	}
+	return bdevtest.Call(e.s, method, params, result)
 }
 
 func TestRPCAioCreateDelete(t *testing.T) {
@@ -80,24 +54,24 @@ func TestRPCAioCreateDelete(t *testing.T) {
 		t.Fatalf("bdev %+v %s", b, b.DriverSpecific)
 	}
 
-	wantErr(t, "duplicate", e.call("bdev_aio_create", map[string]any{"name": "Aio0", "filename": path}, nil), -17, "File exists")
-	wantErr(t, "missing file", e.call("bdev_aio_create", map[string]any{"name": "Aio1", "filename": path + ".nope"}, nil),
+	bdevtest.WantErr(t, "duplicate", e.call("bdev_aio_create", map[string]any{"name": "Aio0", "filename": path}, nil), -17, "File exists")
+	bdevtest.WantErr(t, "missing file", e.call("bdev_aio_create", map[string]any{"name": "Aio1", "filename": path + ".nope"}, nil),
 		-2, "No such file or directory")
-	wantErr(t, "directory", e.call("bdev_aio_create", map[string]any{"name": "Aio1", "filename": filepath.Dir(path)}, nil),
+	bdevtest.WantErr(t, "directory", e.call("bdev_aio_create", map[string]any{"name": "Aio1", "filename": filepath.Dir(path)}, nil),
 		-21, "Is a directory")
-	wantErr(t, "block size", e.call("bdev_aio_create", map[string]any{"name": "Aio1", "filename": path, "block_size": 1000}, nil),
+	bdevtest.WantErr(t, "block size", e.call("bdev_aio_create", map[string]any{"name": "Aio1", "filename": path, "block_size": 1000}, nil),
 		-22, "Invalid argument")
-	wantErr(t, "nowait on a file", e.call("bdev_aio_create", map[string]any{"name": "Aio1", "filename": path, "nowait": true}, nil),
+	bdevtest.WantErr(t, "nowait on a file", e.call("bdev_aio_create", map[string]any{"name": "Aio1", "filename": path, "nowait": true}, nil),
 		-95, "Operation not supported")
-	wantErr(t, "unknown param", e.call("bdev_aio_create", map[string]any{"name": "Aio1", "filename": path, "bogus": 1}, nil),
+	bdevtest.WantErr(t, "unknown param", e.call("bdev_aio_create", map[string]any{"name": "Aio1", "filename": path, "bogus": 1}, nil),
 		-32603, "spdk_json_decode_object failed")
-	wantErr(t, "no filename", e.call("bdev_aio_create", map[string]any{"name": "Aio1"}, nil),
+	bdevtest.WantErr(t, "no filename", e.call("bdev_aio_create", map[string]any{"name": "Aio1"}, nil),
 		-32603, "spdk_json_decode_object failed")
-	wantErr(t, "bad uuid", e.call("bdev_aio_create", map[string]any{"name": "Aio1", "filename": path, "uuid": "xyz"}, nil),
+	bdevtest.WantErr(t, "bad uuid", e.call("bdev_aio_create", map[string]any{"name": "Aio1", "filename": path, "uuid": "xyz"}, nil),
 		-32603, "spdk_json_decode_object failed")
 
 	// Deleting through the other flavor's method, or a claimed bdev, fails.
-	wantErr(t, "uring delete of an aio bdev", e.call("bdev_uring_delete", map[string]any{"name": "Aio0"}, nil), -19, "No such device")
+	bdevtest.WantErr(t, "uring delete of an aio bdev", e.call("bdev_uring_delete", map[string]any{"name": "Aio0"}, nil), -19, "No such device")
 	desc, err := e.reg.Open("Aio0", true, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -105,13 +79,13 @@ func TestRPCAioCreateDelete(t *testing.T) {
 	if err := desc.Claim("test"); err != nil {
 		t.Fatal(err)
 	}
-	wantErr(t, "claimed", e.call("bdev_aio_delete", map[string]any{"name": "Aio0"}, nil), -16, "Device or resource busy")
+	bdevtest.WantErr(t, "claimed", e.call("bdev_aio_delete", map[string]any{"name": "Aio0"}, nil), -16, "Device or resource busy")
 	desc.Close()
 	var ok bool
 	if err := e.call("bdev_aio_delete", map[string]any{"name": "Aio0"}, &ok); err != nil || !ok {
 		t.Fatalf("delete: %v %v", ok, err)
 	}
-	wantErr(t, "second delete", e.call("bdev_aio_delete", map[string]any{"name": "Aio0"}, nil), -19, "No such device")
+	bdevtest.WantErr(t, "second delete", e.call("bdev_aio_delete", map[string]any{"name": "Aio0"}, nil), -19, "No such device")
 }
 
 func TestRPCUringCreateDelete(t *testing.T) {
@@ -139,9 +113,9 @@ func TestRPCUringCreateDelete(t *testing.T) {
 		"missing file": {"filename": path + ".nope", "name": "Uring1"},
 		"block size":   {"filename": path, "name": "Uring1", "block_size": 100},
 	} {
-		wantErr(t, what, e.call("bdev_uring_create", p, nil), -32603, "Unable to create URING bdev.")
+		bdevtest.WantErr(t, what, e.call("bdev_uring_create", p, nil), -32603, "Unable to create URING bdev.")
 	}
-	wantErr(t, "aio delete of a uring bdev", e.call("bdev_aio_delete", map[string]any{"name": "Uring0"}, nil), -19, "No such device")
+	bdevtest.WantErr(t, "aio delete of a uring bdev", e.call("bdev_aio_delete", map[string]any{"name": "Uring0"}, nil), -19, "No such device")
 	if err := e.call("bdev_uring_delete", map[string]any{"name": "Uring0"}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -155,16 +129,16 @@ func TestRPCUringCreateDelete(t *testing.T) {
 // per line, "**STATUS=n" after each), which saves the interpreter start-up
 // per command on a small machine.
 func TestSPDKRPCPy(t *testing.T) {
-	py, rpcPy := spdkRPCPy(t)
+	py, rpcPy := bdevtest.SPDKRPCPy(t)
 	e := newRPCEnv(t)
-	sock := listen(t, e.s)
+	sock := bdevtest.Listen(t, e.s)
 	path := dataFile(t, "", 1<<20, 0)
 
 	out, err := exec.Command(py, rpcPy, "-s", sock, "bdev_uring_create", path, "Uring0").CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "Uring0" {
 		t.Fatalf("rpc.py bdev_uring_create: %v: %s", err, out)
 	}
-	res := rpcPyServer(t, py, rpcPy, sock,
+	res := bdevtest.RPCPyServer(t, py, rpcPy, sock,
 		"bdev_aio_create "+path+" Aio0 4096 --fallocate",
 		"bdev_get_bdevs -b Aio0",
 		"bdev_aio_create "+path+".nope Aio1",
@@ -186,90 +160,18 @@ func TestSPDKRPCPy(t *testing.T) {
 		{false, "No such device"},
 	}
 	for i, w := range want {
-		if res[i].ok != w.ok || !strings.Contains(res[i].out, w.sub) {
-			t.Errorf("line %d: ok=%v output %q; want ok=%v containing %q", i, res[i].ok, res[i].out, w.ok, w.sub)
+		if res[i].OK != w.ok || !strings.Contains(res[i].Out, w.sub) {
+			t.Errorf("line %d: ok=%v output %q; want ok=%v containing %q", i, res[i].OK, res[i].Out, w.ok, w.sub)
 		}
 	}
 	var bdevs []map[string]any
-	if err := json.Unmarshal([]byte(res[1].out), &bdevs); err != nil || len(bdevs) != 1 || bdevs[0]["block_size"] != 4096.0 {
-		t.Errorf("bdev_get_bdevs output %s (%v)", res[1].out, err)
+	if err := json.Unmarshal([]byte(res[1].Out), &bdevs); err != nil || len(bdevs) != 1 || bdevs[0]["block_size"] != 4096.0 {
+		t.Errorf("bdev_get_bdevs output %s (%v)", res[1].Out, err)
 	}
-	if !strings.Contains(res[2].out, `"code": -2`) {
-		t.Errorf("missing file: %s", res[2].out)
+	if !strings.Contains(res[2].Out, `"code": -2`) {
+		t.Errorf("missing file: %s", res[2].Out)
 	}
 	if names := e.reg.Names(); len(names) != 0 {
 		t.Fatalf("left behind: %v", names)
 	}
-}
-
-// spdkRPCPy finds python3 and $SPDK_DIR/scripts/rpc.py or skips.
-func spdkRPCPy(t *testing.T) (string, string) {
-	spdk := os.Getenv("SPDK_DIR")
-	if spdk == "" {
-		t.Skip("SPDK_DIR not set (point it at an SPDK tree with scripts/rpc.py, e.g. /opt/spdk)")
-	}
-	rpcPy := filepath.Join(spdk, "scripts", "rpc.py")
-	if _, err := os.Stat(rpcPy); err != nil {
-		t.Skipf("no %s: %v", rpcPy, err)
-	}
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not installed")
-	}
-	return py, rpcPy
-}
-
-type pyResult struct {
-	ok  bool
-	out string
-}
-
-// rpcPyServer runs each command line through one `rpc.py --server`
-// process and returns every command's output and status.
-func rpcPyServer(t *testing.T, py, rpcPy, sock string, lines ...string) []pyResult {
-	t.Helper()
-	var in strings.Builder
-	for _, l := range lines {
-		in.WriteString("-s " + sock + " -t 10 " + l + "\n")
-	}
-	cmd := exec.Command(py, rpcPy, "--server")
-	cmd.Stdin = strings.NewReader(in.String())
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("rpc.py --server: %v: %s", err, out)
-	}
-	var res []pyResult
-	var cur strings.Builder
-	for _, l := range strings.SplitAfter(string(out), "\n") {
-		if s, ok := strings.CutPrefix(strings.TrimSpace(l), "**STATUS="); ok {
-			res = append(res, pyResult{ok: s == "0", out: strings.TrimSpace(cur.String())})
-			cur.Reset()
-			continue
-		}
-		cur.WriteString(l)
-	}
-	if len(res) != len(lines) {
-		t.Fatalf("rpc.py --server answered %d of %d commands:\n%s", len(res), len(lines), out)
-	}
-	return res
-}
-
-// listen serves s on a fresh Unix socket until the test ends.
-func listen(t *testing.T, s *rpc.Server) string {
-	dir, err := os.MkdirTemp("", "hplocal")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "spdk.sock")
-	if err := s.Listen(sock); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve() }()
-	t.Cleanup(func() {
-		s.Close()
-		<-done
-	})
-	return sock
 }

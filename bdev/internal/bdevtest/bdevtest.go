@@ -103,12 +103,17 @@ func (e *Env) Poll(n int) {
 	}
 }
 
-// Do submits one IO and polls until it completes; it fails the test
-// after 10 s.
+// Do submits one IO and polls until it completes; it fails the test if
+// ch's pool is empty or after 10 s.
 func (e *Env) Do(ch *bdev.IOChannel, typ bdev.IOType, off, n uint64, iovs ...[]byte) bdev.Status {
 	e.T.Helper()
-	var st bdev.Status
-	Submit(ch, &st, typ, off, n, iovs...)
+	io := ch.Alloc()
+	if io == nil {
+		e.T.Fatal("IO pool empty")
+	}
+	io.Type, io.OffsetBlocks, io.NumBlocks, io.Iovs = typ, off, n, iovs
+	st := bdev.StatusPending
+	ch.Submit(io, func(io *bdev.IO) { st = io.Status })
 	e.Wait(func() bool { return st != bdev.StatusPending })
 	return st
 }
