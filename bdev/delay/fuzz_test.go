@@ -2,10 +2,9 @@ package delay
 
 import (
 	"encoding/json"
-	"errors"
 	"testing"
 
-	"hyperpath/rpc"
+	"hyperpath/bdev/internal/bdevtest"
 )
 
 var fuzzMethods = []string{"bdev_delay_create", "bdev_delay_delete", "bdev_delay_update_latency"}
@@ -37,10 +36,7 @@ func FuzzRPCParams(f *testing.F) {
 			t.Fatal(err)
 		}
 		err := e.call(fuzzMethods[int(m)%len(fuzzMethods)], json.RawMessage(params), nil)
-		var re *rpc.Error
-		if err != nil && (!errors.As(err, &re) || re.Code == rpc.CodeInternalError && re.Message == "Internal error") {
-			t.Fatalf("params %s: %v", params, err)
-		}
+		bdevtest.CheckFuzzAnswer(t, params, err)
 		e.pollAt(0)
 	})
 }

@@ -2,10 +2,9 @@ package errinject
 
 import (
 	"encoding/json"
-	"errors"
 	"testing"
 
-	"hyperpath/rpc"
+	"hyperpath/bdev/internal/bdevtest"
 )
 
 var fuzzMethods = []string{"bdev_error_create", "bdev_error_delete", "bdev_error_inject_error", "bdev_error_resume_pending"}
@@ -38,10 +37,7 @@ func FuzzRPCParams(f *testing.F) {
 			t.Fatal(err)
 		}
 		err := e.call(fuzzMethods[int(m)%len(fuzzMethods)], json.RawMessage(params), nil)
-		var re *rpc.Error
-		if err != nil && (!errors.As(err, &re) || re.Code == rpc.CodeInternalError && re.Message == "Internal error") {
-			t.Fatalf("params %s: %v", params, err)
-		}
+		bdevtest.CheckFuzzAnswer(t, params, err)
 		e.Poll(5)
 	})
 }

@@ -121,3 +121,14 @@ func RPCPyServer(t testing.TB, py, rpcPy, sock string, lines ...string) []PyResu
 	}
 	return res
 }
+
+// CheckFuzzAnswer fails t unless err, the answer of a call with params
+// from a fuzzer, is nil or a JSON-RPC error that is not a handler panic
+// (which the server turns into -32603 "Internal error").
+func CheckFuzzAnswer(t testing.TB, params []byte, err error) {
+	t.Helper()
+	var re *rpc.Error
+	if err != nil && (!errors.As(err, &re) || re.Code == rpc.CodeInternalError && re.Message == "Internal error") {
+		t.Fatalf("params %s: %v", params, err)
+	}
+}
