@@ -17,7 +17,10 @@
 //
 // # Threading
 //
-// Each reactor's channel holds the base's IOChannel on that reactor and
+// Disk and its channel embed bdev/passthru's Device and Channel, which open
+// and claim the base, forward, fan resets out and follow hot removal; this
+// package adds the latencies and the held FIFOs. Each reactor's channel
+// holds the base's IOChannel on that reactor and
 // forwards every IO as a child allocated from the base channel's pool
 // (sharing the parent's iovecs; no copy). In the child's callback the
 // parent is put on one of four intrusive FIFOs (avg/p99 × read/write)

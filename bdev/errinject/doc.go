@@ -30,7 +30,11 @@
 //
 // # Forwarding and threading
 //
-// Each reactor's channel holds the base's IOChannel on the same reactor
+// The forwarding itself (open and claim, child IOs, in-flight count, reset
+// fan-out, channel list, hot remove) is bdev/passthru's Device and
+// Channel, which Disk and its channel embed; this package adds the
+// injection table, the choice of what to do with each IO and the held
+// queue. Each reactor's channel holds the base's IOChannel on the same reactor
 // (Desc.GetChannel in NewChannel; PutChannel by a message sent from Close,
 // which may run inside the base channel's own completion callback). A forwarded IO is a
 // child allocated from the base channel's pool: it shares the parent's
