@@ -13,6 +13,8 @@ import (
 // test run covers some of what the fuzzer explores.
 func TestConnStreamMutations(t *testing.T) {
 	seeds := fuzzSeeds()
+	z := &connFuzzer{}
+	t.Cleanup(z.close)
 	rng := rand.New(rand.NewSource(1))
 	for i := 0; i < 1500; i++ {
 		s := append([]byte(nil), seeds[rng.Intn(len(seeds))]...)
@@ -31,7 +33,7 @@ func TestConnStreamMutations(t *testing.T) {
 			}
 		}
 		start := time.Now()
-		runFuzzInput(t, s)
+		z.run(t, s)
 		if d := time.Since(start); d > time.Second {
 			t.Fatalf("input %d took %v: %x", i, d, s[:min(len(s), 96)])
 		}
