@@ -59,9 +59,22 @@
 // header digest), and while inside a C2HData body it reads the rest of the
 // body plus the next header in one readv, so no payload byte lands in an
 // intermediate buffer. Only when no command can receive data does it read
-// many headers at once (a stream of CapsuleResps and R2Ts). QPairStats.Copied
-// counts payload bytes that had to be copied anyway (a controller sending
-// data we did not ask for yet); it stays 0 with a correct controller.
+// many headers at once (a stream of CapsuleResps and R2Ts).
+//
+// Bursts of reads are read speculatively: when only reads are outstanding
+// and the controller has been answering them whole with SUCCESS set (as
+// nvmf/tcp and SPDK do), the next PDUs are guessed to be the C2HData of the
+// oldest reads, in the order their commands were sent, and one readv takes
+// up to 8 headers with their data (at most 64 KiB) straight into the
+// commands' buffers. Each guessed header is checked before its command
+// completes; from the first wrong guess on (another order, a split
+// C2HData, an error CapsuleResp) the bytes are put back in stream order and
+// moved where they belong. Misses halve the guess and, at one PDU, stop
+// guessing for the next 64 reads; reads longer than any the controller
+// answered whole are not guessed (except at queue depth 1). QPairStats
+// counts guessed PDUs, misses, and payload bytes copied (Copied: moved
+// after a miss or sent before we asked; 0 with a controller that answers
+// in order).
 //
 // Completion: a CapsuleResp, or the SUCCESS flag of the last C2HData (NVMe/TCP
 // 1.0 §3.6.2.9). A command completes only after its own PDUs have left the

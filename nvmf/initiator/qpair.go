@@ -2,6 +2,7 @@ package initiator
 
 import (
 	"errors"
+	"math"
 
 	"golang.org/x/sys/unix"
 
@@ -115,6 +116,7 @@ type request struct {
 	done DoneFunc
 	ctx  any
 
+	seq      uint32       // start sequence number (readOrder)
 	hdr      [maxHdr]byte // CapsuleCmd header
 	h2cHdr   [maxHdr]byte // H2CData header (one H2CData PDU in flight at a time)
 	ddgst    [proto.DigestLen]byte
@@ -169,12 +171,20 @@ const (
 	// host and controller work at the same time instead of taking turns.
 	txEager = 8
 	padMax  = 128 // largest PAD before C2H data (HPDA is 0: none in practice)
-	// specMax bounds the reads whose data is read speculatively together
-	// with their C2HData header (see specPlan).
-	specMax = 16 << 10
+	// specMax bounds the data of the reads one speculative readv takes
+	// together with their C2HData headers, and specPDUs their number (see
+	// specPlan).
+	specMax  = 64 << 10
+	specPDUs = 8
+	// specCooldown is the number of reads planned without speculation
+	// after a single guess failed.
+	specCooldown = 64
+	// specHdrMax is the room for one header in a speculative read: a
+	// C2HData header with its header digest.
+	specHdrMax = 32
 	// rxBufSize holds a batch of headers, or, after a failed speculation,
-	// a header, the bytes read into the read's buffer and the next header.
-	rxBufSize = specMax + 1024
+	// the bytes of the stream from the first header that did not match.
+	rxBufSize = specMax + (specPDUs+1)*(specHdrMax+proto.DigestLen)
 )
 
 // QPair is one NVMe/TCP queue pair (the admin queue or an I/O queue) as the
@@ -236,13 +246,36 @@ type QPair struct {
 	rxSuccess bool
 	rxReq     *request
 	rxMore    bool // the last poll stopped on its budget
-	// Speculative read (rxPlan): the read in flight was planned as the
-	// C2HData header of specReq followed by its whole data, data digest
-	// and the next header.
-	spec      bool
-	specReq   *request
-	specDg    int
-	lastC2H   *request // the last command started that receives C2H data
+	// Speculative read (specPlan): the read in flight was planned as the
+	// C2HData PDUs of specReqs[:specN] (header, whole data, data digest),
+	// one after the other, then the next header.
+	spec       bool
+	specN      int
+	specK      int // how many PDUs to predict: halved by a miss, doubled by a hit
+	specOff    int // reads left without speculation after a miss at specK 1
+	specDg     int
+	specReqs   [specPDUs]*request
+	specHdr    [specPDUs][specHdrMax]byte
+	specTail   [specHdrMax]byte // the next header, when specTailOn
+	specTailOn bool
+	specDig    [specPDUs][proto.DigestLen]byte
+	// readOrder lists reads in the order their commands were queued
+	// (CID and sequence number), the order a controller usually answers
+	// them in; entries of completed commands are skipped.
+	readOrder []orderEntry
+	orderHead int
+	orderN    int
+	seq       uint32
+	succSeen  bool // the controller's last C2HData had SUCCESS set
+	// respDue: the last PDU was a command's last C2HData without SUCCESS,
+	// so its CapsuleResp is (most likely) next.
+	respDue bool
+	// c2hWhole is the longest read the controller answered with one
+	// C2HData PDU, c2hSplit the shortest it split (no limit until seen):
+	// only reads it is known to answer whole are guessed, except at
+	// queue depth 1.
+	c2hWhole  uint32
+	c2hSplit  uint32
 	rxDdgst   [proto.DigestLen]byte
 	rxScratch [padMax]byte
 	rxIov     [iovMax]unix.Iovec
@@ -269,6 +302,14 @@ type QPairStats struct {
 	Reads       uint64 // readv calls
 	Writes      uint64 // writev calls
 	Copied      uint64 // payload bytes that had to be copied (0 with a well-behaved controller)
+	Speculated  uint64 // C2HData PDUs read speculatively with their data
+	SpecMisses  uint64 // speculative reads whose guess was wrong
+}
+
+// orderEntry is one read in QPair.readOrder.
+type orderEntry struct {
+	cid uint16
+	seq uint32
 }
 
 // newQPair returns a disconnected queue pair with depth command slots.
@@ -284,6 +325,9 @@ func newQPair(qid uint16, depth int, holdIO bool) *QPair {
 	// Each request has at most one PDU queued at a time (its capsule, then
 	// one H2CData per R2T chunk), plus a TermReq.
 	q.tx = make([]txPDU, depth+2)
+	q.readOrder = make([]orderEntry, 2*depth)
+	q.c2hSplit = math.MaxUint32
+	q.specK = 1
 	return q
 }
 
@@ -477,7 +521,9 @@ func (q *QPair) start(req *request) {
 	q.active++
 	if req.xfer == proto.XferCtrlToHost {
 		q.c2hActive++
-		q.lastC2H = req
+		q.seq++
+		req.seq = q.seq
+		q.pushOrder(req)
 	}
 	// NVMe/TCP 1.0 §3.3.2: in-capsule data is described by a Data Block
 	// SGL with the Offset subtype, everything else by the Transport Data
@@ -782,83 +828,241 @@ func (q *QPair) rxPlan() ([]unix.Iovec, int) {
 		iov = appendIov(iov, q.rxDdgst[proto.DigestLen-q.rxDigest:])
 		planned += q.rxDigest
 	}
-	// rxBuf is empty while in a body (rxProcess drained it first).
+	// rxBuf is empty while in a body (rxProcess drained it first). The
+	// next header comes in the same read, unless the next read is likely
+	// to be a speculative one, which must start on a PDU boundary.
+	if q.specLikely() {
+		return iov, planned
+	}
 	iov = appendIov(iov, q.rxBuf[:q.c.hdrLen])
 	return iov, planned + q.c.hdrLen
 }
 
-// specPlan plans a speculative read when exactly one command is active
-// and it is a read that has received nothing yet (queue depth 1): then the
-// next PDU is almost surely its C2HData with all of its data, so the read
-// takes the header, the data straight into the command's buffers, the data
-// digest and the next header in one readv, instead of a readv for the
-// header and another for the body. specApply checks the guess and, when it
-// was wrong (a split C2HData, an error CapsuleResp), puts the bytes back in
-// stream order in rxBuf (counted in QPairStats.Copied).
+// pushOrder appends req to readOrder. When the ring is full (entries of
+// completed commands stuck behind a long-running one) it drops the stale
+// entries first: at most len(reqs) entries are live, and the ring has
+// twice that.
+func (q *QPair) pushOrder(req *request) {
+	n := len(q.readOrder)
+	if q.orderN == n {
+		live := 0
+		for i := 0; i < q.orderN; i++ {
+			e := q.readOrder[(q.orderHead+i)%n]
+			if q.orderLive(e) {
+				q.readOrder[(q.orderHead+live)%n] = e
+				live++
+			}
+		}
+		q.orderN = live
+	}
+	q.readOrder[(q.orderHead+q.orderN)%n] = orderEntry{cid: req.cid, seq: req.seq}
+	q.orderN++
+}
+
+// orderLive reports whether e still names an active read that has
+// received nothing.
+func (q *QPair) orderLive(e orderEntry) bool {
+	r := &q.reqs[e.cid]
+	return r.state == reqActive && r.seq == e.seq && r.xfer == proto.XferCtrlToHost && r.c2hGot == 0 && !r.respDone
+}
+
+// specPlan plans a speculative read between PDUs: the next PDUs are
+// guessed to be the C2HData of the oldest reads that have received
+// nothing yet, each with all of its data and nothing after it (SUCCESS
+// set, as the controller did last time; or a single read), so one readv
+// takes their headers, their data straight into the commands' buffers,
+// their digests and the next header, instead of a readv per PDU.
+// specApply checks each guess and, from the first wrong one on (a split
+// C2HData, a CapsuleResp, another order), puts the bytes back in stream
+// order in rxBuf (counted in QPairStats.Copied and SpecMisses).
 func (q *QPair) specPlan() ([]unix.Iovec, int, bool) {
-	r := q.lastC2H
-	if q.active != 1 || q.c2hActive != 1 || r == nil || r.state != reqActive || r.xfer != proto.XferCtrlToHost ||
-		r.c2hGot != 0 || r.respDone || r.dataLen == 0 || r.dataLen > specMax {
-		return nil, 0, false
-	}
 	h := q.c.hdrLen
-	iov := appendIov(q.rxIov[:0], q.rxBuf[:h])
-	iov, all := appendIovRange(iov[:len(iov):iovMax-2], r.iovs, r.iovOff, uint64(r.dataLen))
-	if !all {
+	if q.c2hActive == 0 || q.active != q.c2hActive || h > specHdrMax {
+		// Nothing to guess, or writes and other commands are outstanding
+		// too: their R2Ts and CapsuleResps come in between.
 		return nil, 0, false
 	}
-	iov = q.rxIov[:len(iov)]
-	q.specDg = 0
-	if q.c.framing.Digests&proto.DigestData != 0 {
-		q.specDg = proto.DigestLen
-		iov = appendIov(iov, q.rxDdgst[:])
+	if q.respDue {
+		return nil, 0, false
 	}
-	iov = appendIov(iov, q.rxBuf[h:2*h])
-	q.spec, q.specReq = true, r
-	return iov, 2*h + int(r.dataLen) + q.specDg, true
+	if q.specOff > 0 {
+		q.specOff--
+		return nil, 0, false
+	}
+	for q.orderN > 0 && !q.orderLive(q.readOrder[q.orderHead]) {
+		q.orderHead = (q.orderHead + 1) % len(q.readOrder)
+		q.orderN--
+	}
+	k := q.specK
+	if !q.succSeen {
+		k = 1 // each C2HData is followed by a CapsuleResp
+	}
+	dg := 0
+	if q.c.framing.Digests&proto.DigestData != 0 {
+		dg = proto.DigestLen
+	}
+	iov := q.rxIov[:0]
+	planned, data, n := 0, uint32(0), 0
+	for i := 0; i < q.orderN && n < k; i++ {
+		e := q.readOrder[(q.orderHead+i)%len(q.readOrder)]
+		if !q.orderLive(e) {
+			continue
+		}
+		r := &q.reqs[e.cid]
+		if r.dataLen == 0 || data+r.dataLen > specMax ||
+			(r.dataLen > q.c2hWhole && (q.active > 1 || r.dataLen >= q.c2hSplit)) {
+			break
+		}
+		// Room for this PDU's header, data and digest, and the next
+		// header.
+		mark := len(iov)
+		iov = appendIov(iov[:mark:iovMax-2], q.specHdr[n][:h])
+		var all bool
+		iov, all = appendIovRange(iov, r.iovs, r.iovOff, uint64(r.dataLen))
+		iov = q.rxIov[:len(iov)]
+		if !all {
+			iov = iov[:mark]
+			break
+		}
+		if dg > 0 {
+			iov = appendIov(iov, q.specDig[n][:])
+		}
+		q.specReqs[n] = r
+		n++
+		data += r.dataLen
+		planned += h + int(r.dataLen) + dg
+	}
+	if n == 0 {
+		return nil, 0, false
+	}
+	q.spec, q.specN, q.specDg, q.specTailOn = true, n, dg, false
+	if n == q.active {
+		// Every outstanding command is in the guess: what may follow is
+		// a CapsuleResp (without SUCCESS), so read the next header too;
+		// most often there is none and the short read says the socket is
+		// drained. Otherwise the read ends on a PDU boundary, so that the
+		// next one can guess again.
+		iov = appendIov(iov, q.specTail[:h])
+		planned += h
+		q.specTailOn = true
+	}
+	return iov, planned, true
 }
 
 // specApply accounts n bytes of a speculative read. It returns false when
 // the connection was torn down.
 func (q *QPair) specApply(n int) bool {
 	q.spec = false
-	r := q.specReq
-	q.specReq = nil
 	h := q.c.hdrLen
-	if n <= h {
-		q.rxStart, q.rxEnd = 0, n
-		return true
-	}
-	extra := n - h
-	placed := min(extra, int(r.dataLen))
-	dg := min(extra-placed, q.specDg)
-	next := extra - placed - dg
-	hd, err := q.c.parser.Parse(q.rxBuf[:h], &q.hdr)
-	if err == nil && hd == h && q.hdr.Type == proto.PDUC2HData && q.hdr.CCCID == r.cid && q.hdr.Offset == 0 &&
-		uint32(q.hdr.DataLen) == r.dataLen && q.hdr.PadLen() == 0 && q.hdr.DataDigest == (q.specDg > 0) {
+	off := 0 // bytes of the read accounted so far
+	for i := 0; i < q.specN; i++ {
+		r := q.specReqs[i]
+		avail := n - off
+		if avail < h {
+			// Only part of this header came: it is the stream's next bytes.
+			q.specDone()
+			q.rxStart, q.rxEnd = 0, copy(q.rxBuf[:], q.specHdr[i][:avail])
+			return true
+		}
+		hd, err := q.c.parser.Parse(q.specHdr[i][:h], &q.hdr)
+		if err != nil || hd != h || q.hdr.Type != proto.PDUC2HData || q.hdr.CCCID != r.cid || q.hdr.Offset != 0 ||
+			uint32(q.hdr.DataLen) != r.dataLen || q.hdr.PadLen() != 0 || q.hdr.DataDigest != (q.specDg > 0) ||
+			r.state != reqActive || r.c2hGot != 0 {
+			q.specMiss(i, n-off)
+			return true
+		}
 		// The guess held: the data is in place.
-		if !q.handle(q.rxBuf[:h]) {
+		q.stats.Speculated++
+		if !q.handle(q.specHdr[i][:h]) {
+			q.specDone()
 			return false
 		}
+		avail -= h
+		placed := min(avail, int(r.dataLen))
+		dg := min(avail-placed, q.specDg)
 		q.rxData -= uint32(placed)
 		q.rxDataOff += uint32(placed)
 		q.rxDigest -= dg
-		if q.rxDigest > 0 {
-			// Later digest bytes go after the ones already read.
-			copy(q.rxDdgst[:], q.rxDdgst[:dg])
+		copy(q.rxDdgst[:], q.specDig[i][:dg]) // later digest bytes go after these
+		off += h + placed + dg
+		if q.rxData > 0 || q.rxDigest > 0 {
+			// The read ended inside this body.
+			q.specDone()
+			q.rxStart, q.rxEnd = 0, 0
+			return true
 		}
-		q.rxStart, q.rxEnd = h, h+next
-		return true
+		q.rxBody = false
+		if !q.c2hDone() {
+			q.specDone()
+			return false
+		}
+		if q.c == nil {
+			q.specDone()
+			return false
+		}
 	}
-	// The guess was wrong: rebuild the stream after the header in rxBuf:
-	// the bytes read into the command's buffer, those read into the digest
-	// slot, then those read into the next-header slot.
-	copy(q.rxBuf[h+placed+dg:], q.rxBuf[h:h+next])
-	gatherIovs(q.rxBuf[h:h+placed], r.iovs, r.iovOff)
-	copy(q.rxBuf[h+placed:], q.rxDdgst[:dg])
-	q.stats.Copied += uint64(placed)
-	q.rxStart, q.rxEnd = 0, n
+	q.rxStart, q.rxEnd = 0, 0
+	if q.specTailOn {
+		q.rxEnd = copy(q.rxBuf[:], q.specTail[:n-off])
+	}
+	q.specHit()
 	return true
+}
+
+// specLikely reports whether the read after the current C2HData body is
+// likely to be planned speculatively.
+func (q *QPair) specLikely() bool {
+	return q.succSeen && q.rxSuccess && q.active == q.c2hActive && q.active > 1 && q.specOff == 0 && q.c2hWhole > 0
+}
+
+// specMiss rebuilds the stream in rxBuf from PDU i of the speculative read
+// on: its header, the bytes read into its command's buffer and digest
+// slot, and so on for the later ones, then the next-header slot; rest is
+// the number of bytes the read placed from PDU i's header on.
+func (q *QPair) specMiss(i, rest int) {
+	q.stats.SpecMisses++
+	h := q.c.hdrLen
+	w := 0
+	take := func(b []byte) int {
+		k := min(len(b), rest)
+		w += copy(q.rxBuf[w:], b[:k])
+		rest -= k
+		return k
+	}
+	for j := i; j < q.specN && rest > 0; j++ {
+		r := q.specReqs[j]
+		take(q.specHdr[j][:h])
+		if k := min(rest, int(r.dataLen)); k > 0 {
+			gatherIovs(q.rxBuf[w:w+k], r.iovs, r.iovOff)
+			w += k
+			rest -= k
+			q.stats.Copied += uint64(k)
+		}
+		take(q.specDig[j][:q.specDg])
+	}
+	if q.specTailOn {
+		take(q.specTail[:h])
+	}
+	q.rxStart, q.rxEnd = 0, w
+	q.specDone()
+	if q.specK == 1 {
+		// Even one guess failed: the controller answers in another order
+		// (or splits its data); stop guessing for a while.
+		q.specOff = specCooldown
+	}
+	q.specK = max(1, q.specK/2)
+}
+
+// specHit lets the next speculative read guess more PDUs.
+func (q *QPair) specHit() {
+	q.specDone()
+	q.specK = min(specPDUs, 2*q.specK)
+}
+
+// specDone forgets the planned requests.
+func (q *QPair) specDone() {
+	q.specReqs = [specPDUs]*request{}
+	q.specN = 0
 }
 
 // rxApply accounts n bytes that a read placed according to rxPlan.
@@ -966,6 +1170,7 @@ func (q *QPair) handle(hdr []byte) bool {
 		}
 		req.cqe = h.CQE
 		req.respDone = true
+		q.respDue = false
 		q.tryComplete(req)
 	case proto.PDUC2HData:
 		req := q.activeReq(h.CCCID)
@@ -993,6 +1198,15 @@ func (q *QPair) handle(hdr []byte) bool {
 			q.rxDigest = proto.DigestLen
 		}
 		q.rxLast, q.rxSuccess = h.Last(), h.Success()
+		q.succSeen = h.Success()
+		q.respDue = h.Last() && !h.Success()
+		if h.Offset == 0 {
+			if uint32(h.DataLen) == req.dataLen {
+				q.c2hWhole = max(q.c2hWhole, req.dataLen)
+			} else {
+				q.c2hSplit = min(q.c2hSplit, req.dataLen)
+			}
+		}
 	case proto.PDUR2T:
 		req := q.activeReq(h.CCCID)
 		switch {
@@ -1174,7 +1388,10 @@ func (q *QPair) teardown() {
 		q.reqs[i].txRefs = 0
 	}
 	q.rxStart, q.rxEnd, q.rxBody, q.rxReq, q.rxMore = 0, 0, false, nil, false
-	q.spec, q.specReq, q.lastC2H = false, nil, nil
+	q.spec, q.specN, q.specOff = false, 0, 0
+	q.respDue, q.succSeen, q.c2hWhole, q.c2hSplit = false, false, 0, math.MaxUint32
+	q.specReqs = [specPDUs]*request{}
+	q.orderHead, q.orderN = 0, 0
 	q.rxPad, q.rxData, q.rxDigest = 0, 0, 0
 }
 
