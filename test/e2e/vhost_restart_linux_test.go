@@ -35,10 +35,12 @@ type vhostRunOut struct {
 }
 
 // startVhostRestartRun starts the target, attaches Virtio0 with o's
-// reconnect options and starts an 8 s verify run at QD32 of 4 KiB.
+// reconnect options and starts a verify run at QD32 of 4 KiB, which the
+// test ends (finish) once IO has resumed after the restart: on 2 cores
+// shared with other builds a fixed duration may end before the reconnect.
 func startVhostRestartRun(t *testing.T, o virtio.Options) *vhostRestartRun {
 	needBinaries(t)
-	rr := &vhostRestartRun{t: t, tg: newVhostTarget(t), done: make(chan vhostRunOut, 1), runFor: 8 * time.Second}
+	rr := &vhostRestartRun{t: t, tg: newVhostTarget(t), done: make(chan vhostRunOut, 1), runFor: 60 * time.Second}
 	clientCore := 0
 	if avail, err := reactor.AvailableCores(); err == nil && len(avail) > 0 {
 		clientCore = avail[0]
@@ -81,20 +83,27 @@ func startVhostRestartRun(t *testing.T, o virtio.Options) *vhostRestartRun {
 	return rr
 }
 
-// wait returns the run's result; a run that does not end in time fails
+// finish lets the run go on for 2 s and until want requests completed
+// after atReconnect (30 s at most: IO that does not resume fails the
+// test), then ends it and returns its result; a run that does not drain fails
 // the test (a hang), and so does a failed Run.
-func (rr *vhostRestartRun) wait() *perf.Result {
+func (rr *vhostRestartRun) finish(atReconnect, want uint64) *perf.Result {
 	t := rr.t
 	t.Helper()
+	from := time.Now()
+	if !vhostWaitFor(30*time.Second, func() bool {
+		return time.Since(from) >= 2*time.Second && rr.d.Stats().Requests-atReconnect >= want
+	}) {
+		t.Errorf("IO did not resume: %d requests in 30 s after the reconnect, want %d (bdev %v, last error %q)",
+			rr.d.Stats().Requests-atReconnect, want, rr.d.State(), rr.d.LastError())
+	}
+	rr.cancel()
 	var out vhostRunOut
 	select {
 	case out = <-rr.done:
-	case <-time.After(rr.runFor + 30*time.Second):
-		rr.cancel()
-		<-rr.done
+	case <-time.After(30 * time.Second):
 		t.Fatalf("perf.Run did not return (bdev %v, last error %q); progress:\n%s", rr.d.State(), rr.d.LastError(), &rr.progress)
 	}
-	rr.cancel()
 	if out.err != nil {
 		t.Fatalf("perf.Run: %v; progress:\n%s", out.err, &rr.progress)
 	}
@@ -167,7 +176,7 @@ func TestVhostTargetRestart(t *testing.T) {
 	killedAt := rr.kill()
 	rr.restart(killedAt)
 	atReconnect := rr.d.Stats().Requests
-	res := rr.wait()
+	res := rr.finish(atReconnect, minAfterReconnect)
 	rr.report(res)
 	tot := res.Total
 	if tot.IOErrors != 0 || tot.Failed != 0 {
@@ -179,15 +188,8 @@ func TestVhostTargetRestart(t *testing.T) {
 	if n := rr.d.Reconnects(); n != 1 {
 		t.Errorf("%d reconnects, want 1", n)
 	}
-	st := rr.d.Stats()
-	if st.HeldIOs == 0 {
+	if rr.d.Stats().HeldIOs == 0 {
 		t.Error("no IO was held across the restart: the kill did not catch IO in flight")
-	}
-	// IO must have resumed on every slot: several verify pairs (write,
-	// read back) per slot. (Not more: with the 2 cores shared with other
-	// builds, runs here went from 3k to 27k IOPS.)
-	if n := st.Requests - atReconnect; n < minAfterReconnect {
-		t.Errorf("only %d requests completed after the reconnect", n)
 	}
 	if rr.d.State() != virtio.StateConnected {
 		t.Errorf("bdev %v at the end", rr.d.State())
@@ -213,17 +215,18 @@ func TestVhostTargetRestartFastIOFail(t *testing.T) {
 	failingAfter := time.Since(killedAt)
 	t.Logf("bdev reported %q %v after the kill (last error %q)", rr.d.State(), failingAfter.Round(time.Millisecond), rr.d.LastError())
 	// killedAt is taken after the reap, a little after the bdev saw the
-	// socket close; the unit test TestFastIOFail times this exactly.
-	if failingAfter < fast-200*time.Millisecond {
+	// socket close, and the machine is loaded; the unit test
+	// TestFastIOFail times this exactly.
+	if failingAfter < fast/2 {
 		t.Errorf("IO started failing %v after the kill, before fast_io_fail_timeout %v", failingAfter, fast)
 	}
-	time.Sleep(1500*time.Millisecond - failingAfter)
+	time.Sleep(1500*time.Millisecond - failingAfter) // a no-op when it is already later
 	if rr.d.State() != virtio.StateFailingIO {
 		t.Errorf("bdev %v while the target is down past fast_io_fail_timeout", rr.d.State())
 	}
 	rr.restart(killedAt)
 	atReconnect := rr.d.Stats().Requests
-	res := rr.wait()
+	res := rr.finish(atReconnect, minAfterReconnect)
 	rr.report(res)
 	tot := res.Total
 	if tot.IOErrors == 0 {
@@ -240,14 +243,12 @@ func TestVhostTargetRestartFastIOFail(t *testing.T) {
 	if n := rr.d.Reconnects(); n != 1 {
 		t.Errorf("%d reconnects, want 1", n)
 	}
-	if n := rr.d.Stats().Requests - atReconnect; n < minAfterReconnect {
-		t.Errorf("only %d requests completed after the reconnect", n)
-	}
 }
 
 // minAfterReconnect is the number of requests a run must complete after
-// the reconnect: 4 verify pairs for each of the 32 slots.
-const minAfterReconnect = 4 * 2 * 32
+// the reconnect before the test ends it: 32 verify pairs (write, read
+// back) for each of the 32 slots.
+const minAfterReconnect = 32 * 2 * 32
 
 // vhostWaitFor polls cond every millisecond until it holds or timeout
 // passes, and reports whether it held.
