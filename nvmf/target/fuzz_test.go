@@ -28,12 +28,7 @@ func fuzzSeeds() [][]byte {
 	f := proto.Framing{}
 	var seeds [][]byte
 	// Admin Connect with its data in capsule, then Property Get CSTS.
-	var c proto.SQE
-	c.PutConnect(&proto.ConnectCmd{QID: 0, SQSize: 31})
-	data := make([]byte, proto.ConnectDataSize)
-	(&proto.ConnectData{HostID: testHostID, CNTLID: proto.CNTLIDDynamic, SubNQN: testNQN, HostNQN: hostNQN}).Encode(data)
-	c.SetSGL(proto.InCapsuleSGL(0, uint32(len(data))))
-	s := capsule(f, &c, data)
+	s := adminConnectCapsule()
 	var pg proto.SQE
 	pg.PutPropertyGet(&proto.PropertyCmd{Offset: proto.PropCSTS})
 	s = append(s, capsule(f, &pg, nil)...)
@@ -54,6 +49,18 @@ func fuzzSeeds() [][]byte {
 	n, _ := proto.EncodeTermReq(tr, proto.PDUH2CTermReq, proto.FESInvalidHeaderField, 2, []byte{4, 0, 72, 0})
 	seeds = append(seeds, tr[:n])
 	return seeds
+}
+
+// adminConnectCapsule is a CapsuleCmd (no digests) with an admin queue
+// Connect of hostNQN to testNQN for a dynamic controller, its data in
+// capsule.
+func adminConnectCapsule() []byte {
+	var c proto.SQE
+	c.PutConnect(&proto.ConnectCmd{QID: 0, SQSize: 31})
+	data := make([]byte, proto.ConnectDataSize)
+	(&proto.ConnectData{HostID: testHostID, CNTLID: proto.CNTLIDDynamic, SubNQN: testNQN, HostNQN: hostNQN}).Encode(data)
+	c.SetSGL(proto.InCapsuleSGL(0, uint32(len(data))))
+	return capsule(proto.Framing{}, &c, data)
 }
 
 // FuzzConnStream sends arbitrary bytes after a valid ICReq to a live
@@ -461,12 +468,7 @@ func (z *connFuzzer) identify(t testing.TB) error {
 func (z *connFuzzer) freshAdmin(t testing.TB) {
 	conn := z.open(t)
 	defer conn.Close()
-	var c proto.SQE
-	c.PutConnect(&proto.ConnectCmd{QID: 0, SQSize: 31})
-	data := make([]byte, proto.ConnectDataSize)
-	(&proto.ConnectData{HostID: testHostID, CNTLID: proto.CNTLIDDynamic, SubNQN: testNQN, HostNQN: hostNQN}).Encode(data)
-	c.SetSGL(proto.InCapsuleSGL(0, uint32(len(data))))
-	if _, err := conn.Write(capsule(proto.Framing{}, &c, data)); err != nil {
+	if _, err := conn.Write(adminConnectCapsule()); err != nil {
 		t.Fatalf("admin Connect on a fresh connection: %v", err)
 	}
 	z.settle(t)

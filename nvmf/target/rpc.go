@@ -32,6 +32,28 @@ func checkTgt(name string) error {
 	return nil
 }
 
+// decodeFunc is rpc.Decode or rpc.DecodeRelaxed.
+type decodeFunc func(json.RawMessage, any) error
+
+// decodeParams decodes p into req and checks its tgt_name (tgtName points
+// into req): undecodable params are "Invalid parameters", another target
+// name is checkTgt's error.
+func decodeParams(p json.RawMessage, decode decodeFunc, req any, tgtName *string) error {
+	if err := decode(p, req); err != nil {
+		return invalidParams(err)
+	}
+	return checkTgt(*tgtName)
+}
+
+// subsystemParams is decodeParams followed by subsystemFor on the NQN that
+// nqn points to (a field of req).
+func (t *Target) subsystemParams(p json.RawMessage, decode decodeFunc, req any, tgtName, nqn *string) (*Subsystem, error) {
+	if err := decodeParams(p, decode, req, tgtName); err != nil {
+		return nil, err
+	}
+	return t.subsystemFor(*nqn)
+}
+
 // RegisterRPC registers the nvmf_* methods on s and returns the writer of
 // the "nvmf" subsystem's save_config section; the app registers it with
 // s.RegisterSubsystem("nvmf", []string{"bdev"}, writer).
@@ -82,10 +104,7 @@ type transportParams struct {
 
 func (t *Target) rpcCreateTransport(_ context.Context, p json.RawMessage) (any, error) {
 	var req transportParams
-	if err := rpc.DecodeRelaxed(p, &req); err != nil {
-		return nil, invalidParams(err)
-	}
-	if err := checkTgt(req.TgtName); err != nil {
+	if err := decodeParams(p, rpc.DecodeRelaxed, &req, &req.TgtName); err != nil {
 		return nil, err
 	}
 	up := strings.ToUpper(req.TrType)
@@ -175,10 +194,7 @@ func (t *Target) rpcGetTransports(_ context.Context, p json.RawMessage) (any, er
 		TgtName string `json:"tgt_name"`
 		TrType  string `json:"trtype"`
 	}
-	if err := rpc.Decode(p, &req); err != nil {
-		return nil, invalidParams(err)
-	}
-	if err := checkTgt(req.TgtName); err != nil {
+	if err := decodeParams(p, rpc.Decode, &req, &req.TgtName); err != nil {
 		return nil, err
 	}
 	out := []bdev.Ordered{}
@@ -211,10 +227,7 @@ func (t *Target) rpcCreateSubsystem(_ context.Context, p json.RawMessage) (any, 
 		EnableNSSR    bool   `json:"enable_nssr"`
 	}
 	req.MinCntlid, req.MaxCntlid = DefaultMinCntlid, DefaultMaxCntlid
-	if err := rpc.Decode(p, &req); err != nil {
-		return nil, invalidParams(err)
-	}
-	if err := checkTgt(req.TgtName); err != nil {
+	if err := decodeParams(p, rpc.Decode, &req, &req.TgtName); err != nil {
 		return nil, err
 	}
 	if req.Passthrough {
@@ -243,10 +256,7 @@ func (t *Target) rpcDeleteSubsystem(_ context.Context, p json.RawMessage) (any, 
 		NQN     string `json:"nqn" rpc:"required"`
 		TgtName string `json:"tgt_name"`
 	}
-	if err := rpc.Decode(p, &req); err != nil {
-		return nil, invalidParams(err)
-	}
-	if err := checkTgt(req.TgtName); err != nil {
+	if err := decodeParams(p, rpc.Decode, &req, &req.TgtName); err != nil {
 		return nil, err
 	}
 	if err := t.DeleteSubsystem(req.NQN); err != nil {
@@ -273,6 +283,22 @@ func dumpAddr(a nvmf.ListenAddr) bdev.Ordered {
 
 func hexUpper(b []byte) string { return strings.ToUpper(hex.EncodeToString(b)) }
 
+// appendIDs appends the namespace's configured identifiers (nguid, eui64,
+// uuid, in that order) to o, as nvmf_get_subsystems and save_config show
+// them.
+func (ns *Namespace) appendIDs(o bdev.Ordered) bdev.Ordered {
+	if ns.hasNGUID {
+		o = append(o, bdev.KV{Key: "nguid", Value: hexUpper(ns.nguid[:])})
+	}
+	if ns.hasEUI64 {
+		o = append(o, bdev.KV{Key: "eui64", Value: hexUpper(ns.eui64[:])})
+	}
+	if !ns.uuid.IsZero() {
+		o = append(o, bdev.KV{Key: "uuid", Value: ns.uuid.String()})
+	}
+	return o
+}
+
 // dump is a subsystem as nvmf_get_subsystems reports it.
 func (s *Subsystem) dump() bdev.Ordered {
 	s.t.mu.Lock()
@@ -291,16 +317,7 @@ func (s *Subsystem) dump() bdev.Ordered {
 	}
 	nss := []bdev.Ordered{}
 	for _, ns := range s.nsList {
-		o := bdev.Obj("nsid", ns.nsid, "bdev_name", ns.bdevName, "name", ns.bdevName)
-		if ns.hasNGUID {
-			o = append(o, bdev.KV{Key: "nguid", Value: hexUpper(ns.nguid[:])})
-		}
-		if ns.hasEUI64 {
-			o = append(o, bdev.KV{Key: "eui64", Value: hexUpper(ns.eui64[:])})
-		}
-		if !ns.uuid.IsZero() {
-			o = append(o, bdev.KV{Key: "uuid", Value: ns.uuid.String()})
-		}
+		o := ns.appendIDs(bdev.Obj("nsid", ns.nsid, "bdev_name", ns.bdevName, "name", ns.bdevName))
 		if s.cfg.ANAReporting {
 			o = append(o, bdev.KV{Key: "anagrpid", Value: max(ns.anagrpid, ns.nsid)})
 		}
@@ -319,10 +336,7 @@ func (t *Target) rpcGetSubsystems(_ context.Context, p json.RawMessage) (any, er
 		NQN     string `json:"nqn"`
 		TgtName string `json:"tgt_name"`
 	}
-	if err := rpc.Decode(p, &req); err != nil {
-		return nil, invalidParams(err)
-	}
-	if err := checkTgt(req.TgtName); err != nil {
+	if err := decodeParams(p, rpc.Decode, &req, &req.TgtName); err != nil {
 		return nil, err
 	}
 	out := []bdev.Ordered{}
@@ -353,13 +367,7 @@ func (t *Target) rpcAddNS(_ context.Context, p json.RawMessage) (any, error) {
 			HideMetadata  bool   `json:"hide_metadata"`
 		} `json:"namespace" rpc:"required"`
 	}
-	if err := rpc.DecodeRelaxed(p, &req); err != nil {
-		return nil, invalidParams(err)
-	}
-	if err := checkTgt(req.TgtName); err != nil {
-		return nil, err
-	}
-	s, err := t.subsystemFor(req.NQN)
+	s, err := t.subsystemParams(p, rpc.DecodeRelaxed, &req, &req.TgtName, &req.NQN)
 	if err != nil {
 		return nil, err
 	}
@@ -381,13 +389,7 @@ func (t *Target) rpcRemoveNS(_ context.Context, p json.RawMessage) (any, error) 
 		NSID    uint32 `json:"nsid" rpc:"required"`
 		TgtName string `json:"tgt_name"`
 	}
-	if err := rpc.Decode(p, &req); err != nil {
-		return nil, invalidParams(err)
-	}
-	if err := checkTgt(req.TgtName); err != nil {
-		return nil, err
-	}
-	s, err := t.subsystemFor(req.NQN)
+	s, err := t.subsystemParams(p, rpc.Decode, &req, &req.TgtName, &req.NQN)
 	if err != nil {
 		return nil, err
 	}
@@ -412,13 +414,7 @@ func (t *Target) rpcListener(add bool) rpc.Handler {
 				TrSvcID string `json:"trsvcid"`
 			} `json:"listen_address" rpc:"required"`
 		}
-		if err := rpc.DecodeRelaxed(p, &req); err != nil {
-			return nil, invalidParams(err)
-		}
-		if err := checkTgt(req.TgtName); err != nil {
-			return nil, err
-		}
-		s, err := t.subsystemFor(req.NQN)
+		s, err := t.subsystemParams(p, rpc.DecodeRelaxed, &req, &req.TgtName, &req.NQN)
 		if err != nil {
 			return nil, err
 		}
@@ -451,10 +447,7 @@ func (t *Target) rpcAddHost(_ context.Context, p json.RawMessage) (any, error) {
 		DHCHAPKey      string `json:"dhchap_key"`
 		DHCHAPCtrlrKey string `json:"dhchap_ctrlr_key"`
 	}
-	if err := rpc.DecodeRelaxed(p, &req); err != nil {
-		return nil, invalidParams(err)
-	}
-	if err := checkTgt(req.TgtName); err != nil {
+	if err := decodeParams(p, rpc.DecodeRelaxed, &req, &req.TgtName); err != nil {
 		return nil, err
 	}
 	if req.PSK != "" || req.DHCHAPKey != "" || req.DHCHAPCtrlrKey != "" {
@@ -480,13 +473,7 @@ func (t *Target) rpcRemoveHost(_ context.Context, p json.RawMessage) (any, error
 		TgtName   string `json:"tgt_name"`
 		TimeoutMs uint64 `json:"timeout_ms"`
 	}
-	if err := rpc.Decode(p, &req); err != nil {
-		return nil, invalidParams(err)
-	}
-	if err := checkTgt(req.TgtName); err != nil {
-		return nil, err
-	}
-	s, err := t.subsystemFor(req.NQN)
+	s, err := t.subsystemParams(p, rpc.Decode, &req, &req.TgtName, &req.NQN)
 	if err != nil {
 		return nil, err
 	}
@@ -502,13 +489,7 @@ func (t *Target) rpcAllowAnyHost(_ context.Context, p json.RawMessage) (any, err
 		AllowAnyHost bool   `json:"allow_any_host" rpc:"required"`
 		TgtName      string `json:"tgt_name"`
 	}
-	if err := rpc.Decode(p, &req); err != nil {
-		return nil, invalidParams(err)
-	}
-	if err := checkTgt(req.TgtName); err != nil {
-		return nil, err
-	}
-	s, err := t.subsystemFor(req.NQN)
+	s, err := t.subsystemParams(p, rpc.Decode, &req, &req.TgtName, &req.NQN)
 	if err != nil {
 		return nil, err
 	}
@@ -524,10 +505,7 @@ func (t *Target) querySubsystem(p json.RawMessage) (*Subsystem, error) {
 		NQN     string `json:"nqn" rpc:"required"`
 		TgtName string `json:"tgt_name"`
 	}
-	if err := rpc.Decode(p, &req); err != nil {
-		return nil, invalidParams(err)
-	}
-	if err := checkTgt(req.TgtName); err != nil {
+	if err := decodeParams(p, rpc.Decode, &req, &req.TgtName); err != nil {
 		return nil, err
 	}
 	s := t.Subsystem(req.NQN)
@@ -617,16 +595,7 @@ func (t *Target) saveConfig() []rpc.ConfigEntry {
 			b = append(b, rpc.ConfigEntry{Method: "nvmf_subsystem_add_host", Params: bdev.Obj("nqn", s.nqn, "host", h)})
 		}
 		for _, ns := range s.nsList {
-			o := bdev.Obj("nsid", ns.nsid, "bdev_name", ns.bdevName)
-			if ns.hasNGUID {
-				o = append(o, bdev.KV{Key: "nguid", Value: hexUpper(ns.nguid[:])})
-			}
-			if ns.hasEUI64 {
-				o = append(o, bdev.KV{Key: "eui64", Value: hexUpper(ns.eui64[:])})
-			}
-			if !ns.uuid.IsZero() {
-				o = append(o, bdev.KV{Key: "uuid", Value: ns.uuid.String()})
-			}
+			o := ns.appendIDs(bdev.Obj("nsid", ns.nsid, "bdev_name", ns.bdevName))
 			o = append(o, bdev.KV{Key: "no_auto_visible", Value: false})
 			b = append(b, rpc.ConfigEntry{Method: "nvmf_subsystem_add_ns", Params: bdev.Obj("nqn", s.nqn, "namespace", o)})
 		}
