@@ -333,7 +333,9 @@ func (c *conn) poll() bool {
 		c.flush()
 		busy = true
 	}
-	if c.state == connICReq && (c.g.r.IterNow()-c.born).Duration() > icTimeout {
+	// born may be later than this iteration's start (a connection adopted
+	// by a message): Ticks are unsigned.
+	if now := c.g.r.IterNow(); c.state == connICReq && now > c.born && (now-c.born).Duration() > icTimeout {
 		c.t.log.Warn("nvmf/tcp: no ICReq, closing", "peer", c.paddr.String())
 		c.abort()
 	}
@@ -529,6 +531,12 @@ func (c *conn) onCH() {
 	}
 	if t == proto.PDUCapsuleCmd {
 		r := c.allocReq()
+		if r == nil && !c.slotWillFree() {
+			// Every slot waits for H2CData that can only come after this
+			// capsule: the host sent more commands than its queue holds.
+			c.fatal(proto.NewPDUError(t, proto.FESSequenceError, 0, "CapsuleCmd", "command beyond the queue depth while every command waits for its data"), c.hdr[:proto.CommonHeaderLen])
+			return
+		}
 		if r == nil {
 			// Wait for a slot; the stage stays complete so process()
 			// comes back here.
@@ -900,6 +908,20 @@ func (c *conn) dropTx() {
 }
 
 // --- request slots ---
+
+// slotWillFree reports whether a held request slot will come back without
+// more input: one the target executes or whose response is queued.
+func (c *conn) slotWillFree() bool {
+	if c.outstanding > 0 {
+		return true
+	}
+	for i := range c.reqs {
+		if st := c.reqs[i].state; st == reqExec || st == reqTx {
+			return true
+		}
+	}
+	return false
+}
 
 func (c *conn) allocReq() *req {
 	n := len(c.free)
