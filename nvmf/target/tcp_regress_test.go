@@ -14,8 +14,7 @@ import (
 )
 
 // Regression tests for two nvmf/tcp connection bugs that the target's
-// fuzzing harness ran into. Both fail until nvmf/tcp/conn_linux.go is
-// fixed; the target side needs no change.
+// fuzzing harness ran into (fixed in nvmf/tcp/conn_linux.go).
 
 // TestConnClosesWhenEverySlotAwaitsH2CData: a host sends one more
 // H2C-data write capsule than the connection has request slots, then shuts
