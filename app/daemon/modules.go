@@ -4,6 +4,7 @@ import (
 	"hyperpath/bdev/delay"
 	"hyperpath/bdev/errinject"
 	"hyperpath/bdev/local"
+	"hyperpath/bdev/passthru"
 	"hyperpath/bdev/remote"
 	"hyperpath/bdev/virtio"
 	"hyperpath/nvmf/target"
@@ -17,6 +18,7 @@ func (d *Daemon) registerExtraModules() {
 	local.RegisterRPC(d.rpc, d.reg)
 	errinject.RegisterRPC(d.rpc, d.reg)
 	delay.RegisterRPC(d.rpc, d.reg)
+	passthru.RegisterRPC(d.rpc, d.reg)
 	d.reg.RegisterModule(virtio.Module{})
 	virtio.RegisterRPC(d.rpc, d.reg)
 	d.remote = remote.RegisterRPC(d.rpc, d.reg, d.group.Reactors())

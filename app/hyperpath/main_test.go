@@ -348,6 +348,7 @@ func TestSaveConfigRoundTrip(t *testing.T) {
 		{"bdev_null_create", "N1", "64", "512"},
 		{"bdev_set_qos_limit", "N1", "--rw-ios-per-sec", "3000"},
 		{"bdev_enable_histogram", "M1", "--histogram", "--opc", "write"},
+		{"bdev_passthru_create", "-b", "M1", "-p", "PT1"},
 	} {
 		if out, err := rpcPy(t, spdk, a.sock, nil, args...); err != nil {
 			t.Fatalf("%v: %v\n%s", args, err, out)
