@@ -324,6 +324,7 @@ func TestHeldIOAllocs(t *testing.T) {
 	e.wait(func() bool {
 		return q.resetGen.Load() == d.failGen.Load() && strings.Contains(d.LastError(), "vhost-user connect")
 	})
+	time.Sleep(100 * time.Millisecond) // the monitor logs the failed attempt, then sleeps
 	ok, failed := 0, 0
 	cb := func(io *bdev.IO) {
 		if io.Status == bdev.StatusSuccess {
