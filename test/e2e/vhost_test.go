@@ -5,11 +5,13 @@ package e2e
 // io_uring file bdev under /var/tmp and vhost-user-blk controllers on
 // them), bdevperf is the front end (its -c config runs
 // bdev_virtio_attach_controller on each socket). The target runs on core
-// 1 and bdevperf on core 0 where the machine has two. TestVhostTargetRestart
-// (vhost_restart_linux_test.go) drives the bdevperf engine in this process
-// instead, because the attach RPC cannot set the virtio bdev's
-// ReconnectDelay. Identifiers of these files start with vhost so as not to
-// collide with the package's other end-to-end tests.
+// 1 and bdevperf on core 0 where the machine has two. The restart tests
+// (vhost_restart_linux_test.go) drive the bdevperf engine in this process
+// instead, so that they can watch the virtio bdev's state and held IO and
+// end the run once IO has resumed after the reconnect (the attach RPC's
+// reconnect parameters are tested in bdev/virtio). Identifiers of these
+// files start with vhost so as not to collide with the package's other
+// end-to-end tests.
 
 import (
 	"bytes"
