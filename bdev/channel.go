@@ -133,7 +133,7 @@ func (c *IOChannel) Validate(io *IO) error {
 func (c *IOChannel) Submit(io *IO, cb CompletionFunc) {
 	io.cb = cb
 	io.Status = StatusPending
-	io.start = reactor.Now()
+	io.start = c.r.Clock()
 	c.outstanding++
 	if c.bdev.removing.Load() {
 		c.completeNow(io, StatusAborted)
@@ -203,7 +203,7 @@ func (c *IOChannel) finish(io *IO) {
 		p.Status = p.failed
 		io = p
 	}
-	io.end = reactor.Now()
+	io.end = c.r.Clock()
 	lat := uint64(io.end - io.start)
 	c.stats.record(io, lat)
 	if s := c.bdev.histCfg.Load(); s != nil {

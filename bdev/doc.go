@@ -28,7 +28,8 @@
 // completion callback never runs inside its own Submit. StatusNoMem from
 // the module parks the IO and the poller resubmits it once other IO has
 // completed. Nothing on this path allocates, locks, or reads the wall
-// clock (latency uses the reactor clock's TSC reads).
+// clock (submit and completion times are Reactor.Clock: no clock read per
+// IO).
 //
 // # Statistics
 //

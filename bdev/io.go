@@ -123,10 +123,11 @@ type IO struct {
 // was submitted on, inside Submit or later.
 func (io *IO) Complete(s Status) { io.ch.complete(io, s) }
 
-// SubmitTicks is the reactor clock when Submit was called.
+// SubmitTicks is the reactor's Clock when Submit was called: the end of the
+// last busy poller before the submitting code ran (see Reactor.Clock).
 func (io *IO) SubmitTicks() reactor.Ticks { return io.start }
 
-// CompleteTicks is the reactor clock when the IO completed; valid in the
+// CompleteTicks is the reactor's Clock when the IO completed; valid in the
 // CompletionFunc. Submitters measure latency as CompleteTicks-SubmitTicks
 // without reading the clock themselves.
 func (io *IO) CompleteTicks() reactor.Ticks { return io.end }

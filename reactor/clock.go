@@ -2,6 +2,7 @@ package reactor
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/cpuid/v2"
@@ -21,6 +22,9 @@ type clockSource struct {
 var (
 	clockOnce sync.Once
 	clock     clockSource
+	// tscReady is set once clock is set up and uses the TSC: Now's fast
+	// path is then one atomic load and RDTSC.
+	tscReady atomic.Bool
 )
 
 func theClock() *clockSource {
@@ -32,6 +36,7 @@ func theClock() *clockSource {
 		} else {
 			clock.rate = 1e9
 		}
+		tscReady.Store(clock.useTSC)
 	})
 	return &clock
 }
@@ -57,6 +62,9 @@ func calibrateTSC() uint64 {
 // Now reads the reactor clock. Reactors read it once per iteration and hand
 // the value to pollers; data-path code must use that value instead.
 func Now() Ticks {
+	if tscReady.Load() {
+		return Ticks(rdtsc())
+	}
 	c := theClock()
 	if c.useTSC {
 		return Ticks(rdtsc())

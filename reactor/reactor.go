@@ -68,6 +68,8 @@ type Reactor struct {
 
 	// Owned by the reactor.
 	now          Ticks
+	clk          Ticks // see Clock
+	liveClock    bool  // Run is driving Poll: clk follows the real clock
 	active       []*Poller
 	timed        []*Poller // sorted by nextRun
 	paused       int
@@ -144,6 +146,15 @@ func (r *Reactor) Mode() Mode { return r.mode }
 // IterNow returns the tick count read at the start of the current (or
 // last) iteration. Reactor only.
 func (r *Reactor) IterNow() Ticks { return r.now }
+
+// Clock is the reactor's cheap clock for per-IO timestamps (the bdev
+// layer's submit and completion ticks): the start of the current
+// iteration, moved forward to the end of every message batch and poller
+// run that did work. On a running reactor it is at most one poller run
+// behind the real clock and never goes backwards, and it costs a load
+// where reading the TSC costs 20-40 ns on the VMs Hyperpath runs on. When
+// a test steps Poll itself it is the now given to Poll. Reactor only.
+func (r *Reactor) Clock() Ticks { return r.clk }
 
 // Sleeping reports whether the reactor is asleep in adaptive mode right now.
 func (r *Reactor) Sleeping() bool { return r.sleeping.Load() }
@@ -261,6 +272,7 @@ func (r *Reactor) Poll(now Ticks) Status {
 	}
 	r.inPoll = true
 	r.now = now
+	r.clk = now
 	busy := Idle
 
 	// 1. Messages.
@@ -273,6 +285,9 @@ func (r *Reactor) Poll(now Ticks) Status {
 		r.stats.Msgs++
 		busy = Busy
 	}
+	if busy == Busy {
+		r.tick()
+	}
 
 	// 2. Active pollers. Pollers registered meanwhile run next time.
 	n := len(r.active)
@@ -283,6 +298,7 @@ func (r *Reactor) Poll(now Ticks) Status {
 		}
 		if r.runPoller(p, now) == Busy {
 			busy = Busy
+			r.tick()
 		}
 	}
 
@@ -301,6 +317,7 @@ func (r *Reactor) Poll(now Ticks) Status {
 		}
 		if r.runPoller(p, now) == Busy {
 			busy = Busy
+			r.tick()
 		}
 		p.nextRun = now + p.period
 		r.timedDirty = true
@@ -317,6 +334,13 @@ func (r *Reactor) Poll(now Ticks) Status {
 	r.stats.Iterations++
 	r.inPoll = false
 	return busy
+}
+
+// tick moves Clock to the real time after work was done.
+func (r *Reactor) tick() {
+	if r.liveClock {
+		r.clk = Now()
+	}
 }
 
 func (r *Reactor) charge(s Status, d Ticks) {
@@ -410,6 +434,8 @@ func (r *Reactor) Run() error {
 	prev := Now()
 	r.lastBusy = prev
 	last := Idle
+	r.liveClock = true
+	defer func() { r.liveClock = false }()
 	for !r.stopping.Load() {
 		now := Now()
 		r.charge(last, now-prev)

@@ -325,3 +325,63 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(100 * time.Microsecond)
 	}
 }
+
+// TestReactorClock: stepped by hand, Clock is the now given to Poll; on a
+// running reactor it moves forward after every poller that did work, so
+// that a poller running after a slow busy one sees the time that passed,
+// and it never goes backwards.
+func TestReactorClock(t *testing.T) {
+	r := newTestReactor(t, Options{Mode: ModePoll})
+	var seen []Ticks
+	r.RegisterPoller("first", func(now Ticks) Status {
+		seen = append(seen, r.Clock())
+		return Idle
+	}, 0)
+	r.Poll(1234)
+	if r.Clock() != 1234 || len(seen) != 1 || seen[0] != 1234 {
+		t.Fatalf("stepped: Clock %d, seen %v; want 1234", r.Clock(), seen)
+	}
+
+	r2 := newTestReactor(t, Options{Mode: ModePoll})
+	const spin = 2 * time.Millisecond
+	var iterStart, afterBusy, last Ticks
+	var backwards atomic.Bool
+	var rounds atomic.Int32
+	r2.RegisterPoller("slow", func(now Ticks) Status {
+		if c := r2.Clock(); c < last {
+			backwards.Store(true)
+		} else {
+			last = c
+		}
+		if rounds.Load() == 3 {
+			iterStart = now
+			for t0 := time.Now(); time.Since(t0) < spin; {
+			}
+		}
+		return Busy
+	}, 0)
+	r2.RegisterPoller("after", func(now Ticks) Status {
+		if c := r2.Clock(); c < last {
+			backwards.Store(true)
+		} else {
+			last = c
+		}
+		if rounds.Add(1) == 4 {
+			afterBusy = r2.Clock()
+		}
+		return Idle
+	}, 0)
+	done := make(chan error, 1)
+	go func() { done <- r2.Run() }()
+	waitFor(t, "ten iterations", func() bool { return rounds.Load() >= 10 })
+	r2.Stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if backwards.Load() {
+		t.Error("Clock went backwards")
+	}
+	if got := (afterBusy - iterStart).Duration(); got < spin || got > time.Second {
+		t.Errorf("Clock after a %v busy poller moved %v past the iteration start, want at least %v", spin, got, spin)
+	}
+}
