@@ -92,6 +92,32 @@ func TestZeroAllocsPerIO(t *testing.T) {
 				t.Errorf("digests=%v %s: %v allocations per command, want 0", dg, name, allocs)
 			}
 		}
+		// A burst of reads: with SUCCESS the host reads them
+		// speculatively, several C2HData PDUs per readv.
+		read4k := cmds["read-4k"]
+		before := q.Stats()
+		allocs := testing.AllocsPerRun(100, func() {
+			want := completed + 8
+			for i := 0; i < 8; i++ {
+				if err := q.Submit(read4k); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for completed < want {
+				if r.Poll(reactor.Now()) == reactor.Idle {
+					time.Sleep(time.Microsecond)
+				}
+			}
+		})
+		if !status.Success() {
+			t.Errorf("read burst: %v", status)
+		}
+		if allocs != 0 {
+			t.Errorf("digests=%v read burst of 8: %v allocations per burst, want 0", dg, allocs)
+		}
+		if after := q.Stats(); dg && after.Speculated == before.Speculated {
+			t.Errorf("digests=%v: no C2HData read speculatively in 100 bursts of 8 reads", dg)
+		}
 		st.start()
 		c.Close()
 		st.pause()
