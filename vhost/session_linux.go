@@ -268,11 +268,7 @@ func (s *session) dispatch() error {
 	case proto.GetMaxMemSlots:
 		return s.replyU64(MaxMemSlots)
 	case proto.SetVringNum:
-		st, err := m.VringState()
-		if err != nil {
-			return err
-		}
-		i, err := vringIndex(st.Index)
+		st, i, err := s.vringState()
 		if err != nil {
 			return err
 		}
@@ -303,11 +299,7 @@ func (s *session) dispatch() error {
 		v.addr, v.addrSet = a, true
 		return nil
 	case proto.SetVringBase:
-		st, err := m.VringState()
-		if err != nil {
-			return err
-		}
-		i, err := vringIndex(st.Index)
+		st, i, err := s.vringState()
 		if err != nil {
 			return err
 		}
@@ -320,11 +312,7 @@ func (s *session) dispatch() error {
 		s.vrings[i].base = uint16(st.Num)
 		return nil
 	case proto.GetVringBase:
-		st, err := m.VringState()
-		if err != nil {
-			return err
-		}
-		i, err := vringIndex(st.Index)
+		_, i, err := s.vringState()
 		if err != nil {
 			return err
 		}
@@ -346,11 +334,7 @@ func (s *session) dispatch() error {
 	case proto.GetQueueNum:
 		return s.replyU64(MaxQueues)
 	case proto.SetVringEnable:
-		st, err := m.VringState()
-		if err != nil {
-			return err
-		}
-		i, err := vringIndex(st.Index)
+		st, i, err := s.vringState()
 		if err != nil {
 			return err
 		}
@@ -408,6 +392,17 @@ func (s *session) dispatch() error {
 	default:
 		return soft("%s is not supported by this back-end", m.Hdr.Request)
 	}
+}
+
+// vringState decodes the current message's vring state and checks its
+// index.
+func (s *session) vringState() (proto.VringState, int, error) {
+	st, err := s.msg.VringState()
+	if err != nil {
+		return st, 0, err
+	}
+	i, err := vringIndex(st.Index)
+	return st, i, err
 }
 
 func closeFD(fd *int) {
