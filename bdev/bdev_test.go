@@ -345,6 +345,51 @@ func TestHistogramEncodings(t *testing.T) {
 	}
 }
 
+// TestHistogramOutlivesChannel: IO of a channel that was closed still
+// counts in the bdev's histogram, until the settings change.
+func TestHistogramOutlivesChannel(t *testing.T) {
+	e := runningEnv(t)
+	e.malloc(t, "M0", 1024)
+	b, _ := e.reg.Get("M0")
+	s, _ := bdev.NewHistogramSettings(-1, bdev.DefaultHistGranularity, bdev.DefaultHistMinNs, bdev.DefaultHistMaxNs)
+	b.EnableHistogram(s)
+	buf := make([]byte, 4096)
+	var desc *bdev.Desc
+	var ch *bdev.IOChannel
+	done := make(chan struct{})
+	reactor.Call(e.r, func() {
+		desc, ch = e.channel(t, "M0")
+		n := 0
+		for i := 0; i < 10; i++ {
+			io := ch.Alloc()
+			io.Type, io.OffsetBlocks, io.NumBlocks, io.Iovs = bdev.IORead, uint64(i)*8, 8, [][]byte{buf}
+			ch.Submit(io, func(io *bdev.IO) {
+				if n++; n == 10 {
+					close(done)
+				}
+			})
+		}
+	})
+	<-done
+	reactor.Call(e.r, func() {
+		ch.PutChannel()
+		desc.Close()
+	})
+	h := b.Histogram()
+	if h == nil || h.ByType[bdev.IORead] == nil || h.ByType[bdev.IORead].TotalCount() != 10 {
+		t.Fatalf("histogram after the channel closed: %+v", h)
+	}
+	ioLoad(t, e, "M0", bdev.IORead, 5, 1) // a new channel adds to it
+	if n := b.Histogram().Merged().TotalCount(); n != 15 {
+		t.Fatalf("%d values after 10 on a closed channel and 5 on a new one, want 15", n)
+	}
+	s2, _ := bdev.NewHistogramSettings(-1, bdev.DefaultHistGranularity, bdev.DefaultHistMinNs, bdev.DefaultHistMaxNs)
+	b.EnableHistogram(s2)
+	if n := b.Histogram().Merged().TotalCount(); n != 0 {
+		t.Fatalf("%d values right after re-enabling, want 0", n)
+	}
+}
+
 func TestQoSLimitsIOPS(t *testing.T) {
 	e := runningEnv(t)
 	nd, _ := null.New(null.Options{Name: "N0", BlockSize: 512, NumBlocks: 1 << 20})

@@ -123,6 +123,14 @@ func newChanHist(s *HistogramSettings) *chanHist {
 	return h
 }
 
+// merge adds o's counts into h; both have the same settings.
+func (h *chanHist) merge(o *chanHist) {
+	h.spdk.merge(o.spdk)
+	for t := range h.hdr {
+		h.hdr[t].Merge(o.hdr[t])
+	}
+}
+
 func (h *chanHist) record(t IOType, ticks uint64) {
 	if h.s.Opc >= 0 && int(t) != h.s.Opc {
 		return

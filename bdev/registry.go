@@ -112,6 +112,7 @@ type Bdev struct {
 	descs       []*Desc
 	claimedBy   string
 	closedStats IOStat
+	closedHist  *chanHist // histograms of closed channels, for the current settings
 	onRemoved   []func()
 
 	// chans[i] belongs to reactor i: created, used and closed there only.
@@ -390,11 +391,18 @@ func (c *IOChannel) PutChannel() {
 	}
 }
 
-// channelClosed folds a closing channel's stats into the bdev. Runs on
-// the channel's reactor; the lock is per channel close, not per IO.
+// channelClosed folds a closing channel's stats and histograms into the
+// bdev. Runs on the channel's reactor; the lock is per channel close, not
+// per IO.
 func (b *Bdev) channelClosed(c *IOChannel) {
 	b.mu.Lock()
 	b.closedStats.Add(&c.stats)
+	if h := c.hist; h != nil && h.s == b.histCfg.Load() {
+		if b.closedHist == nil || b.closedHist.s != h.s {
+			b.closedHist = newChanHist(h.s)
+		}
+		b.closedHist.merge(h)
+	}
 	b.mu.Unlock()
 	if b.chans[c.r.ID()] == c {
 		b.chans[c.r.ID()] = nil
@@ -447,14 +455,23 @@ func (b *Bdev) EnableHistogram(s *HistogramSettings) { b.histCfg.Store(s) }
 // HistogramSettings returns the current settings or nil.
 func (b *Bdev) HistogramSettings() *HistogramSettings { return b.histCfg.Load() }
 
-// Histogram merges every channel's histograms. It returns nil when
-// histograms are off.
+// Histogram merges the histograms of every channel, closed ones included,
+// since the current settings were enabled. It returns nil when histograms
+// are off.
 func (b *Bdev) Histogram() *HistogramData {
 	s := b.histCfg.Load()
 	if s == nil {
 		return nil
 	}
 	d := &HistogramData{Settings: s, spdk: newSPDKHist(s)}
+	b.mu.Lock()
+	if h := b.closedHist; h != nil && h.s == s {
+		d.spdk.merge(h.spdk)
+		for t, th := range h.hdr {
+			d.ByType[t] = hdr.Import(th.Export()) // a copy
+		}
+	}
+	b.mu.Unlock()
 	var mu sync.Mutex
 	b.forEachChannel(func(c *IOChannel) {
 		if c.hist == nil || c.hist.s != s {
