@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -20,8 +21,11 @@ var updateSeeds = flag.Bool("update-seeds", false, "rewrite testdata/fuzz seed f
 // a connected I/O queue pair over a socketpair with four commands
 // outstanding: a 4 KiB read (CID 0), an 8 KiB write waiting for R2T
 // (CID 1), a 512-byte in-capsule write (CID 2) and a flush (CID 3); or,
-// with onlyRead, the read alone (the receiver then reads speculatively).
-func fuzzSetup(t testing.TB, dg proto.Digest, cpda uint8, onlyRead bool) (*QPair, int, *[4]int) {
+// with onlyRead, the read alone (the receiver then reads speculatively);
+// or, with fourReads, four 4 KiB reads (CIDs 0-3) from a host that has seen
+// the controller answer 4 KiB reads whole with SUCCESS, so that it guesses
+// several C2HData PDUs per readv.
+func fuzzSetup(t testing.TB, dg proto.Digest, cpda uint8, onlyRead, fourReads bool) (*QPair, int, *[4]int) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -41,12 +45,20 @@ func fuzzSetup(t testing.TB, dg proto.Digest, cpda uint8, onlyRead bool) (*QPair
 	q.install(c, 1024)
 	var done [4]int
 	cb := func(ctx any, _ *proto.CQE) { done[ctx.(int)]++ }
-	for i, cmd := range []Cmd{
+	cmds := []Cmd{
 		{Op: OpRead, NSID: 1, NLB: 8, Iovs: [][]byte{make([]byte, 1000), make([]byte, 3096)}, LenBytes: 4096},
 		{Op: OpWrite, NSID: 1, NLB: 16, Iovs: [][]byte{make([]byte, 8192)}, LenBytes: 8192},
 		{Op: OpWrite, NSID: 1, NLB: 1, Iovs: [][]byte{make([]byte, 512)}, LenBytes: 512},
 		{Op: OpFlush, NSID: 1},
-	} {
+	}
+	if fourReads {
+		onlyRead = false
+		q.c2hWhole, q.succSeen, q.specK = 4096, true, specPDUs
+		for i := range cmds {
+			cmds[i] = Cmd{Op: OpRead, NSID: 1, SLBA: uint64(8 * i), NLB: 8, Iovs: [][]byte{make([]byte, 1000*(i+1)), make([]byte, 4096-1000*(i+1))}, LenBytes: 4096}
+		}
+	}
+	for i, cmd := range cmds {
 		if onlyRead && i > 0 {
 			done[i] = 1 // not submitted
 			continue
@@ -82,7 +94,7 @@ func FuzzQPairReceive(f *testing.F) {
 		if len(data) > 1<<16 {
 			return
 		}
-		q, peer, done := fuzzSetup(t, proto.Digest(mode&3), (mode>>2)&3, mode&0x40 != 0)
+		q, peer, done := fuzzSetup(t, proto.Digest(mode&3), (mode>>2)&3, mode&0x40 != 0, mode&0x20 != 0)
 		defer unix.Close(peer)
 		// Feed the bytes in pieces as the mode's high bits say.
 		step := len(data)
@@ -185,6 +197,50 @@ func fuzzSeeds() []fuzzSeed {
 				data: append(append(c2h(0, 1024, false, false), c2h(1024, 3072, true, false)...), resp(proto.StatusSuccess)...)},
 			fuzzSeed{name: "spec-error-" + strconv.Itoa(int(mode)), mode: mode, data: resp(proto.StatusLBAOutOfRange)})
 	}
+	// Four reads (fourReads): answered whole in order, in reverse, with one
+	// split, with an error CapsuleResp in the middle.
+	for _, mode := range []uint8{0x20, 0x23, 0x20 | 0x80} {
+		dg := proto.Digest(mode & 3)
+		f := proto.Framing{Digests: dg}
+		b := make([]byte, 8192)
+		c2h := func(cid uint16, off, n uint32, last bool) []byte {
+			h, _ := proto.EncodeC2HData(b, f, &proto.DataPDU{CCCID: cid, DataO: off, DataL: n, Last: last, Success: last})
+			out := append([]byte(nil), b[:h]...)
+			payload := make([]byte, n)
+			for i := range payload {
+				payload[i] = byte(int(cid) + i)
+			}
+			out = append(out, payload...)
+			if dg&proto.DigestData != 0 {
+				var d [4]byte
+				proto.PutDigest(d[:], proto.CRC32C(payload))
+				out = append(out, d[:]...)
+			}
+			return out
+		}
+		stream := func(order []uint16, split, errCID int) []byte {
+			var out []byte
+			for _, cid := range order {
+				switch int(cid) {
+				case errCID:
+					n, _ := proto.EncodeCapsuleResp(b, f, &proto.CQE{CID: cid, Status: proto.StatusLBAOutOfRange})
+					out = append(out, b[:n]...)
+				case split:
+					out = append(out, c2h(cid, 0, 1500, false)...)
+					out = append(out, c2h(cid, 1500, 2596, true)...)
+				default:
+					out = append(out, c2h(cid, 0, 4096, true)...)
+				}
+			}
+			return out
+		}
+		m := strconv.Itoa(int(mode))
+		seeds = append(seeds,
+			fuzzSeed{name: "reads-inorder-" + m, mode: mode, data: stream([]uint16{0, 1, 2, 3}, -1, -1)},
+			fuzzSeed{name: "reads-reversed-" + m, mode: mode, data: stream([]uint16{3, 2, 1, 0}, -1, -1)},
+			fuzzSeed{name: "reads-split-" + m, mode: mode, data: stream([]uint16{0, 1, 2, 3}, 1, -1)},
+			fuzzSeed{name: "reads-error-" + m, mode: mode, data: stream([]uint16{0, 1, 2, 3}, -1, 2)})
+	}
 	b := make([]byte, 256)
 	n, _ := proto.EncodeTermReq(b, proto.PDUC2HTermReq, proto.FESSequenceError, 0, []byte{5, 0, 24, 0, 24, 0, 0, 0})
 	seeds = append(seeds, fuzzSeed{name: "termreq", data: b[:n]})
@@ -221,7 +277,7 @@ func TestFuzzSeeds(t *testing.T) {
 	}
 	// A full valid stream completes every command successfully.
 	for _, s := range seeds[:3] {
-		q, peer, done := fuzzSetup(t, proto.Digest(s.mode&3), 0, false)
+		q, peer, done := fuzzSetup(t, proto.Digest(s.mode&3), 0, false, false)
 		unix.Write(peer, s.data)
 		for i := 0; i < 50 && q.active > 0; i++ {
 			q.flush()
@@ -230,6 +286,29 @@ func TestFuzzSeeds(t *testing.T) {
 		}
 		if q.active != 0 || done[0]+done[1]+done[2]+done[3] != 4 || q.c == nil {
 			t.Errorf("seed %s: active %d done %v connected %v err %v", s.name, q.active, *done, q.c != nil, q.lastErr)
+		}
+		q.setMode(modeClosed)
+		unix.Close(peer)
+	}
+	// The four-read streams complete every read once, on one connection;
+	// in order, all of them are guessed and nothing is copied.
+	for _, s := range seeds {
+		if !strings.HasPrefix(s.name, "reads-") {
+			continue
+		}
+		q, peer, done := fuzzSetup(t, proto.Digest(s.mode&3), 0, false, true)
+		unix.Write(peer, s.data)
+		for i := 0; i < 50 && q.active > 0; i++ {
+			q.flush()
+			q.receive()
+			drain(peer)
+		}
+		st := q.stats
+		if q.active != 0 || *done != [4]int{1, 1, 1, 1} || q.c == nil {
+			t.Errorf("seed %s: active %d done %v connected %v err %v", s.name, q.active, *done, q.c != nil, q.lastErr)
+		}
+		if strings.HasPrefix(s.name, "reads-inorder-") && (st.Speculated != 4 || st.Copied != 0) {
+			t.Errorf("seed %s: %d PDUs guessed, %d bytes copied; want 4 and 0", s.name, st.Speculated, st.Copied)
 		}
 		q.setMode(modeClosed)
 		unix.Close(peer)
