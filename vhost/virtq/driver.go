@@ -58,8 +58,29 @@ func NewDriver(mem *GuestMemory, cfg Config) (*Driver, error) {
 	clear(r.used.b[:UsedRingSize(n)])
 	d := &Driver{cfg: cfg, mask: n - 1, r: r, numFree: n,
 		next: make([]uint16, n), chainLen: make([]uint16, n)}
+	// Link the free list so that the common three-descriptor chain
+	// (request header, data, status) lands in one 64-byte line of the
+	// descriptor table: first every descriptor but the fourth of each
+	// line, then the fourth ones. A completed chain goes back to the front
+	// of the list whole, so chains keep their places: the device reads
+	// one cache line per request instead of two for most of them. (The
+	// last link is never followed: numFree bounds the list.)
+	prev := -1
+	link := func(i uint16) {
+		if prev < 0 {
+			d.free = i
+		} else {
+			d.next[prev] = i
+		}
+		prev = int(i)
+	}
 	for i := range n {
-		d.next[i] = i + 1 // the last link is never followed: numFree bounds the list
+		if i%4 != 3 || n < 4 {
+			link(i)
+		}
+	}
+	for i := uint16(3); i < n && n >= 4; i += 4 {
+		link(i)
 	}
 	return d, nil
 }
