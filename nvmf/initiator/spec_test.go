@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"hyperpath/nvmf/proto"
 )
 
@@ -93,7 +95,40 @@ func TestSpeculativeBurst(t *testing.T) {
 					}
 				}
 				q.flush()
-				time.Sleep(50 * time.Millisecond) // the whole answer is there before the host reads
+				// The whole answer is in the socket before the host reads.
+				hl, dl := proto.DataHLen, 0
+				if dg&proto.DigestHeader != 0 {
+					hl += proto.DigestLen
+				}
+				if dg&proto.DigestData != 0 {
+					dl = proto.DigestLen
+				}
+				want := 0
+				for _, i := range bu.order {
+					switch i {
+					case bu.errIdx:
+						want += hl
+					case bu.splitIdx:
+						want += 2 * (hl + dl)
+					default:
+						want += hl + dl
+					}
+					if i != bu.errIdx {
+						want += size
+					}
+				}
+				for wait := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+					n, err := unix.IoctlGetInt(q.c.fd, unix.SIOCINQ)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if n >= want {
+						break
+					}
+					if time.Now().After(wait) {
+						t.Fatalf("burst %d: %d of %d bytes arrived in 5 s", bi, n, want)
+					}
+				}
 				before := q.stats
 				deadline := time.Now().Add(5 * time.Second)
 				for q.c != nil && time.Now().Before(deadline) {
