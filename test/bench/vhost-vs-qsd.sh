@@ -336,6 +336,28 @@ for setup in $SETUPS; do
 	done
 done
 echo
+echo "per-round ratios ours/QSD (each round runs the sides back to back, so a ratio pairs runs close in time), and their median"
+awk '
+	{ iops[$1" "$2" "$3" "$4] = $5; p99[$1" "$2" "$3" "$4] = $7; if ($4 > rounds) rounds = $4
+	  if ($2 != "qsd") key[$1" "$2" "$3] = 1 }
+	function median(v, n,    i, j, t) {
+		for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j-1] > v[j]; j--) { t = v[j]; v[j] = v[j-1]; v[j-1] = t }
+		return n % 2 ? v[(n+1)/2] : (v[n/2] + v[n/2+1]) / 2
+	}
+	END {
+		for (k in key) {
+			split(k, f, " ")
+			li = ""; lp = ""; n = 0
+			for (r = 1; r <= rounds; r++) {
+				o = f[1]" "f[2]" "f[3]" "r; q = f[1]" qsd "f[3]" "r
+				if (!(o in iops) || !(q in iops) || iops[q] == 0 || p99[q] == 0) continue
+				n++; ri[n] = iops[o] / iops[q]; rp[n] = p99[o] / p99[q]
+				li = li sprintf(" %.2f", ri[n]); lp = lp sprintf(" %.2f", rp[n])
+			}
+			if (n) printf "%-5s %-14s qd %-3s IOPS_x%s (median %.2f)   p99_x%s (median %.2f)\n", f[1], f[2], f[3], li, median(ri, n), lp, median(rp, n)
+		}
+	}' "$RES" | sort
+echo
 awk '$3 == 1 && $2 ~ /^ours/ { n[$1" "$2]++; a[$1" "$2] += $6 }
 	END { for (k in n) printf "QD1 average latency through our target (%s): %.2f us\n", k, a[k] / n[k] }' "$RES" | sort
 echo "uptime after: $(uptime)"
