@@ -33,8 +33,8 @@
 // invariant TSC, else monotonic nanoseconds. TickRate gives ticks per second.
 // Pollers receive the iteration's `now` and must use it rather than reading
 // the clock per IO. Reactor.Clock is the finer time for per-IO timestamps:
-// `now`, moved forward after every poller or message batch that did work
-// (one TSC read per busy poller instead of two per IO).
+// `now`, read again on the first call after a poller or message batch did
+// work (at most one TSC read per busy poller instead of two per IO).
 //
 // # Idle behaviour
 //
