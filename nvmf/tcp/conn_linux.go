@@ -163,7 +163,7 @@ type conn struct {
 	// are the next ones of the stream.
 	pipe         [rxPipeSize]byte
 	pStart, pEnd int
-	stats        ConnStats
+	stats        connStats
 
 	// Transmit side.
 	txHead, txTail *txItem
@@ -346,9 +346,9 @@ func (c *conn) poll() bool {
 	return busy
 }
 
-// ConnStats counts a connection's receive work. It is written on the
+// connStats counts a connection's receive work. It is written on the
 // connection's reactor only.
-type ConnStats struct {
+type connStats struct {
 	Reads        uint64 // readv calls that returned data
 	PipeBytes    uint64 // bytes taken from the receive pipe instead of a readv
 	CopiedBytes  uint64 // payload bytes (in-capsule or H2C data) copied out of the pipe

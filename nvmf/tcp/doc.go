@@ -29,7 +29,7 @@
 // the pipe is empty, one readv(2) takes the rest of the stage straight into
 // place and then as much as the pipe holds. A burst of commands therefore
 // costs one readv, not one per command. Payload bytes that arrive in the
-// pipe behind an earlier PDU are copied out of it (ConnStats.CopiedBytes);
+// pipe behind an earlier PDU are copied out of it (counted per connection);
 // payload that does not fit there is read in place, so only in-capsule
 // data (at most in_capsule_data_size per command) is ever copied.
 //

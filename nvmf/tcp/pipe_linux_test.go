@@ -113,9 +113,9 @@ func newPipeEnv(t *testing.T) *pipeEnv {
 }
 
 // stats returns the counters of the group's only connection.
-func (e *pipeEnv) stats(t *testing.T) ConnStats {
+func (e *pipeEnv) stats(t *testing.T) connStats {
 	t.Helper()
-	var st ConnStats
+	var st connStats
 	n := 0
 	if err := reactor.Call(e.r, func() {
 		for _, c := range e.pg.conns {
