@@ -352,6 +352,13 @@ func (r *Reactor) tick() {
 	}
 }
 
+// ClockStale tells Clock that work was done inside the current poller:
+// its next call reads the TSC again. Callers that stamp many events from
+// one long poller run (the bdev layer, after each completion callback)
+// use it so that later stamps are not held at the first one's time.
+// Reactor only.
+func (r *Reactor) ClockStale() { r.tick() }
+
 func (r *Reactor) charge(s Status, d Ticks) {
 	if s == Busy {
 		r.stats.BusyTicks += uint64(d)
