@@ -216,9 +216,6 @@ func (c *IOChannel) finish(io *IO) {
 	}
 	c.outstanding--
 	io.cb(io)
-	// The callback's work (a resubmit, a syscall) takes time: the next
-	// completion or submission stamp reads the clock again.
-	c.r.ClockStale()
 	c.recycle(io)
 	if c.closing && c.outstanding == 0 {
 		c.destroy()

@@ -352,11 +352,11 @@ func (r *Reactor) tick() {
 	}
 }
 
-// ClockStale tells Clock that work was done inside the current poller:
-// its next call reads the TSC again. Callers that stamp many events from
-// one long poller run (the bdev layer, after each completion callback)
-// use it so that later stamps are not held at the first one's time.
-// Reactor only.
+// ClockStale tells Clock that time has passed inside the current poller:
+// its next call reads the TSC again. Pollers that loop over syscalls and
+// complete IO between them (the NVMe/TCP initiator's receive loop) call it
+// after each syscall, so that the bdev layer's stamps of later completions
+// and resubmissions are not held at the first one's time. Reactor only.
 func (r *Reactor) ClockStale() { r.tick() }
 
 func (r *Reactor) charge(s Status, d Ticks) {

@@ -344,7 +344,7 @@ func TestReactorClock(t *testing.T) {
 
 	r2 := newTestReactor(t, Options{Mode: ModePoll})
 	const spin = 2 * time.Millisecond
-	var iterStart, afterBusy, last Ticks
+	var iterStart, afterBusy, last, inRun0, inRun1, inRun2 Ticks
 	var backwards atomic.Bool
 	var rounds atomic.Int32
 	r2.RegisterPoller("slow", func(now Ticks) Status {
@@ -357,6 +357,15 @@ func TestReactorClock(t *testing.T) {
 			iterStart = now
 			for t0 := time.Now(); time.Since(t0) < spin; {
 			}
+		}
+		if rounds.Load() == 6 {
+			// Inside one poller run Clock holds still until ClockStale.
+			inRun0 = r2.Clock()
+			for t0 := time.Now(); time.Since(t0) < spin; {
+			}
+			inRun1 = r2.Clock()
+			r2.ClockStale()
+			inRun2 = r2.Clock()
 		}
 		return Busy
 	}, 0)
@@ -383,5 +392,11 @@ func TestReactorClock(t *testing.T) {
 	}
 	if got := (afterBusy - iterStart).Duration(); got < spin || got > time.Second {
 		t.Errorf("Clock after a %v busy poller moved %v past the iteration start, want at least %v", spin, got, spin)
+	}
+	if inRun1 != inRun0 {
+		t.Errorf("Clock moved inside a poller run without ClockStale (%d -> %d)", inRun0, inRun1)
+	}
+	if got := (inRun2 - inRun0).Duration(); got < spin || got > time.Second {
+		t.Errorf("Clock after ClockStale and a %v spin moved %v, want at least %v", spin, got, spin)
 	}
 }

@@ -608,6 +608,9 @@ func (q *QPair) flush() bool {
 		}
 		n, e := writev(q.c.fd, iov)
 		q.stats.Writes++
+		if q.r != nil {
+			q.r.ClockStale()
+		}
 		switch {
 		case e == unix.EINTR:
 			continue
@@ -744,6 +747,9 @@ func (q *QPair) receive() bool {
 		iov, planned := q.rxPlan()
 		n, e := readv(q.c.fd, iov)
 		q.stats.Reads++
+		if q.r != nil {
+			q.r.ClockStale() // completions after a syscall are stamped anew
+		}
 		switch {
 		case e == unix.EINTR:
 			continue

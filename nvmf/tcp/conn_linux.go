@@ -400,6 +400,7 @@ func (c *conn) readStage() bool {
 	setIov(&c.iov[cnt], c.pipe[:])
 	cnt++
 	n, e := readv(c.fd, c.iov[:cnt])
+	c.g.r.ClockStale() // commands after a syscall are stamped anew
 	if e != 0 {
 		switch e {
 		case unix.EAGAIN:
@@ -832,6 +833,7 @@ func (c *conn) flush() {
 			continue
 		}
 		n, e := writev(c.fd, c.txIov[:cnt])
+		c.g.r.ClockStale()
 		if e != 0 {
 			if e == unix.EAGAIN {
 				c.txReady = false
