@@ -98,4 +98,21 @@ func TestVhostCommandsLikeRPCPy(t *testing.T) {
 	if got, rc := hpctl(t, "", "-s", sock, "bdev_virtio_get_controllers"); rc != 0 || !strings.Contains(got, `"name": "VirtioUser0"`) {
 		t.Errorf("bdev_virtio_get_controllers: rc %d\n%s", rc, got)
 	}
+
+	// Our reconnect options (rpc.py has none for virtio).
+	if got, rc := hpctl(t, "", "-s", sock, "bdev_virtio_attach_controller", "VirtioR", "-t", "user", "-a", vhost0, "-d", "blk",
+		"--ctrlr-loss-timeout-sec", "-1", "--reconnect-delay-sec", "2", "--fast-io-fail-timeout-sec", "5"); rc != 0 {
+		t.Fatalf("attach with reconnect options: rc %d\n%s", rc, got)
+	}
+	got, rc = hpctl(t, "", "-s", sock, "bdev_virtio_get_controllers", "-n", "VirtioR")
+	for _, want := range []string{`"ctrlr_loss_timeout_sec": -1`, `"reconnect_delay_sec": 2`, `"fast_io_fail_timeout_sec": 5`} {
+		if rc != 0 || !strings.Contains(got, want) {
+			t.Errorf("bdev_virtio_get_controllers after attaching with reconnect options lacks %s: rc %d\n%s", want, rc, got)
+		}
+	}
+	if got, rc := hpctl(t, "", "-s", sock, "bdev_virtio_attach_controller", "VirtioS", "-t", "user", "-a", vhost0, "-d", "blk",
+		"--ctrlr-loss-timeout-sec", "5"); rc != 1 || !strings.Contains(got, "reconnect") {
+		t.Errorf("ctrlr-loss-timeout-sec without reconnect-delay-sec: rc %d\n%s", rc, got)
+	}
+	hpctl(t, "", "-s", sock, "bdev_virtio_detach_controller", "VirtioR")
 }
