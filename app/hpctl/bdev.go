@@ -69,6 +69,7 @@ type pyArg struct {
 	kind     argKind
 	required bool
 	optional bool // a positional with nargs='?'
+	ours     bool // a Hyperpath extension rpc.py's parser does not have
 	choices  []string
 
 	raw   string // the text given (argStr, argInt, argFloat, argList)
@@ -78,6 +79,10 @@ type pyArg struct {
 
 // req marks an option required=True.
 func (a *pyArg) req() *pyArg { a.required = true; return a }
+
+// extension marks an option rpc.py does not have (the parity test skips
+// it).
+func (a *pyArg) extension() *pyArg { a.ours = true; return a }
 
 // opt marks a positional nargs='?'.
 func (a *pyArg) opt() *pyArg { a.optional = true; return a }

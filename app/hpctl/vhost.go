@@ -35,9 +35,9 @@ func init() {
 			p.flag("vq_count", "vq-count", argInt, "Number of virtqueues (user transport only). Default: 1")
 			p.flag("vq_size", "vq-size", argInt, "Entries per virtqueue, must be a power of 2 (user transport only). Default: 512")
 			// Hyperpath's: rpc.py has no reconnect options for virtio.
-			p.flag("ctrlr_loss_timeout_sec", "ctrlr-loss-timeout-sec", argInt, "Seconds to keep reconnecting after the back end is lost before deleting the bdev. -1 means for ever, 0 (default) means no reconnect (Hyperpath)")
-			p.flag("reconnect_delay_sec", "reconnect-delay-sec", argInt, "Seconds between reconnect attempts; required with ctrlr-loss-timeout-sec (Hyperpath)")
-			p.flag("fast_io_fail_timeout_sec", "fast-io-fail-timeout-sec", argInt, "Seconds after the loss until held IO fails while reconnecting goes on; 0 (default) holds IO until the controller is back or deleted (Hyperpath)")
+			p.flag("ctrlr_loss_timeout_sec", "ctrlr-loss-timeout-sec", argInt, "Seconds to keep reconnecting after the back end is lost before deleting the bdev. -1 means for ever, 0 (default) means no reconnect (Hyperpath)").extension()
+			p.flag("reconnect_delay_sec", "reconnect-delay-sec", argInt, "Seconds between reconnect attempts; required with ctrlr-loss-timeout-sec (Hyperpath)").extension()
+			p.flag("fast_io_fail_timeout_sec", "fast-io-fail-timeout-sec", argInt, "Seconds after the loss until held IO fails while reconnecting goes on; 0 (default) holds IO until the controller is back or deleted (Hyperpath)").extension()
 			return func() (any, error) {
 				return p.params("name", "trtype", "traddr", "dev_type", "vq_count", "vq_size",
 					"ctrlr_loss_timeout_sec", "reconnect_delay_sec", "fast_io_fail_timeout_sec"), nil
