@@ -90,6 +90,15 @@ func (u UUID) IsZero() bool { return u == UUID{} }
 // ErrBadUUID is returned by ParseUUID.
 var ErrBadUUID = errors.New("bad uuid")
 
+// ParseOptionalUUID is ParseUUID for an optional parameter: "" gives the
+// zero UUID (the caller generates one).
+func ParseOptionalUUID(s string) (UUID, error) {
+	if s == "" {
+		return UUID{}, nil
+	}
+	return ParseUUID(s)
+}
+
 // ParseUUID parses the 8-4-4-4-12 hexadecimal form.
 func ParseUUID(s string) (UUID, error) {
 	var u UUID

@@ -31,13 +31,11 @@ func RegisterRPC(s *rpc.Server, reg *bdev.Registry) {
 		o := Options{Name: req.Name, BaseName: req.BaseBdevName,
 			AvgReadUs: req.AvgReadLatency, P99ReadUs: req.P99ReadLatency,
 			AvgWriteUs: req.AvgWriteLatency, P99WriteUs: req.P99WriteLatency}
-		if req.UUID != "" {
-			u, err := bdev.ParseUUID(req.UUID)
-			if err != nil {
-				return nil, rpc.DecodeFailed(err)
-			}
-			o.UUID = u
+		u, err := bdev.ParseOptionalUUID(req.UUID)
+		if err != nil {
+			return nil, rpc.DecodeFailed(err)
 		}
+		o.UUID = u
 		if err := m.Create(o); err != nil {
 			return nil, bdev.RPCError(err)
 		}

@@ -24,12 +24,9 @@ func RegisterRPC(s *rpc.Server, reg *bdev.Registry) {
 		if err := rpc.Decode(p, &req); err != nil {
 			return nil, rpc.DecodeFailed(err)
 		}
-		var u bdev.UUID
-		if req.UUID != "" {
-			var err error
-			if u, err = bdev.ParseUUID(req.UUID); err != nil {
-				return nil, rpc.DecodeFailed(err)
-			}
+		u, err := bdev.ParseOptionalUUID(req.UUID)
+		if err != nil {
+			return nil, rpc.DecodeFailed(err)
 		}
 		if err := m.Create(req.BaseName, u); err != nil {
 			return nil, bdev.RPCError(err)

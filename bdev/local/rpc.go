@@ -34,13 +34,11 @@ func RegisterRPC(s *rpc.Server, reg *bdev.Registry) {
 		}
 		o := Options{Name: req.Name, Filename: req.Filename, BlockSize: req.BlockSize,
 			ReadOnly: req.ReadOnly, Fallocate: req.Fallocate, NoWait: req.NoWait, Flavor: FlavorAIO}
-		if req.UUID != "" {
-			u, err := bdev.ParseUUID(req.UUID)
-			if err != nil {
-				return nil, rpc.DecodeFailed(err)
-			}
-			o.UUID = u
+		u, err := bdev.ParseOptionalUUID(req.UUID)
+		if err != nil {
+			return nil, rpc.DecodeFailed(err)
 		}
+		o.UUID = u
 		if err := create(reg, o); err != nil {
 			return nil, errnoReply(err)
 		}
@@ -64,13 +62,11 @@ func RegisterRPC(s *rpc.Server, reg *bdev.Registry) {
 		// flush, unmap and write_zeroes.
 		o := Options{Name: req.Name, Filename: req.Filename, BlockSize: req.BlockSize,
 			Fallocate: true, Flavor: FlavorURING}
-		if req.UUID != "" {
-			u, err := bdev.ParseUUID(req.UUID)
-			if err != nil {
-				return nil, rpc.DecodeFailed(err)
-			}
-			o.UUID = u
+		u, err := bdev.ParseOptionalUUID(req.UUID)
+		if err != nil {
+			return nil, rpc.DecodeFailed(err)
 		}
+		o.UUID = u
 		if err := create(reg, o); err != nil {
 			return nil, rpc.Internal("Unable to create URING bdev.").WithCause(err)
 		}

@@ -38,13 +38,11 @@ func RegisterRPC(s *rpc.Server, reg *bdev.Registry) {
 		}
 		o := Options{Name: req.Name, BlockSize: req.BlockSize, NumBlocks: req.NumBlocks,
 			PhysicalBlockSize: req.PhysicalBlockSize, OptimalIOBoundary: req.OptimalIOBoundary}
-		if req.UUID != "" {
-			u, err := bdev.ParseUUID(req.UUID)
-			if err != nil {
-				return nil, rpc.DecodeFailed(err)
-			}
-			o.UUID = u
+		u, err := bdev.ParseOptionalUUID(req.UUID)
+		if err != nil {
+			return nil, rpc.DecodeFailed(err)
 		}
+		o.UUID = u
 		mu.Lock()
 		defer mu.Unlock()
 		if o.Name == "" {

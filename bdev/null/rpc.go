@@ -35,13 +35,11 @@ func RegisterRPC(s *rpc.Server, reg *bdev.Registry) {
 			return nil, rpc.Errorf(-int(syscall.EOPNOTSUPP), "metadata and DIF are not supported")
 		}
 		o := Options{Name: req.Name, BlockSize: req.BlockSize, NumBlocks: req.NumBlocks, PhysicalBlockSize: req.PhysicalBlockSize}
-		if req.UUID != "" {
-			u, err := bdev.ParseUUID(req.UUID)
-			if err != nil {
-				return nil, rpc.DecodeFailed(err)
-			}
-			o.UUID = u
+		u, err := bdev.ParseOptionalUUID(req.UUID)
+		if err != nil {
+			return nil, rpc.DecodeFailed(err)
 		}
+		o.UUID = u
 		if _, err := reg.Get(o.Name); err == nil {
 			return nil, rpc.Errno(syscall.EEXIST)
 		}

@@ -24,13 +24,11 @@ func RegisterRPC(s *rpc.Server, reg *bdev.Registry) {
 			return nil, rpc.DecodeFailed(err)
 		}
 		o := Options{Name: req.Name, BaseName: req.BaseBdevName}
-		if req.UUID != "" {
-			u, err := bdev.ParseUUID(req.UUID)
-			if err != nil {
-				return nil, rpc.DecodeFailed(err)
-			}
-			o.UUID = u
+		u, err := bdev.ParseOptionalUUID(req.UUID)
+		if err != nil {
+			return nil, rpc.DecodeFailed(err)
 		}
+		o.UUID = u
 		if err := m.Create(o); err != nil {
 			return nil, bdev.RPCError(err)
 		}
