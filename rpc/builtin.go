@@ -134,11 +134,13 @@ func (s *Server) registerBuiltins() {
 		if err := NoParams(p, "framework_start_init requires no parameters"); err != nil {
 			return nil, err
 		}
-		if err := s.startInitLocked(ctx); err != nil {
+		// framework_wait_init callers are released once this reply is
+		// out, so that a batch holding both lists this reply first.
+		if err := s.startInitLocked(ctx, false); err != nil {
 			return nil, err
 		}
 		return true, nil
-	}, exclusive())
+	}, exclusive(), afterReply(s.releaseWaiters))
 
 	// framework_wait_init does not look at its params (SPDK neither).
 	s.Register("framework_wait_init", both, func(ctx context.Context, _ json.RawMessage) (any, error) {

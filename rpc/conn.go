@@ -254,6 +254,9 @@ func (c *conn) request(raw []byte, done func([]byte)) {
 		c.s.gate.RUnlock()
 	}
 	done(c.s.reply(env.id, m.name, res, err))
+	if m.afterReply != nil {
+		m.afterReply()
+	}
 }
 
 // reply encodes the reply to a request with the given id, without the

@@ -69,14 +69,19 @@ func Detached() MethodOption { return func(m *method) { m.detached = true } }
 // framework_start_init).
 func exclusive() MethodOption { return func(m *method) { m.exclusive = true } }
 
+// afterReply runs f once the method's reply has been handed on (written, or
+// added to its batch), whether the handler succeeded or not.
+func afterReply(f func()) MethodOption { return func(m *method) { m.afterReply = f } }
+
 type method struct {
-	name      string
-	states    State
-	h         Handler
-	aliasOf   *method
-	detached  bool
-	exclusive bool
-	warned    sync.Once
+	name       string
+	states     State
+	h          Handler
+	aliasOf    *method
+	detached   bool
+	exclusive  bool
+	afterReply func()
+	warned     sync.Once
 }
 
 // Options configure a Server. The zero value is valid.
@@ -117,7 +122,8 @@ type Server struct {
 	order      []*method // registration order
 	allow      map[string]bool
 	state      State
-	runtimeCh  chan struct{} // closed while state == Runtime
+	runtimeCh  chan struct{} // closed while state == Runtime, once waiters may go
+	released   bool          // runtimeCh is closed
 	subsystems []*subsystem
 	startInit  func(context.Context) error
 	kill       func(syscall.Signal) error
@@ -274,7 +280,12 @@ func (s *Server) State() State {
 
 // SetState switches the RPC state. Switching to Runtime releases every
 // pending framework_wait_init. Only Startup and Runtime are valid.
-func (s *Server) SetState(st State) {
+func (s *Server) SetState(st State) { s.setState(st, true) }
+
+// setState switches the state; release says whether pending
+// framework_wait_init calls may complete now (framework_start_init holds
+// them until its own reply has gone out, see releaseWaiters).
+func (s *Server) setState(st State, release bool) {
 	if st != Startup && st != Runtime {
 		panic(fmt.Sprintf("rpc: SetState(%v)", st))
 	}
@@ -285,9 +296,24 @@ func (s *Server) SetState(st State) {
 	}
 	s.state = st
 	if st == Runtime {
-		close(s.runtimeCh)
-	} else {
+		if release {
+			close(s.runtimeCh)
+			s.released = true
+		}
+	} else if s.released {
 		s.runtimeCh = make(chan struct{})
+		s.released = false
+	}
+}
+
+// releaseWaiters lets pending framework_wait_init calls complete if the
+// state is Runtime.
+func (s *Server) releaseWaiters() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == Runtime && !s.released {
+		close(s.runtimeCh)
+		s.released = true
 	}
 }
 
@@ -304,10 +330,12 @@ func (s *Server) runtimeReached() <-chan struct{} {
 func (s *Server) StartInit(ctx context.Context) error {
 	s.gate.Lock()
 	defer s.gate.Unlock()
-	return s.startInitLocked(ctx)
+	return s.startInitLocked(ctx, true)
 }
 
-func (s *Server) startInitLocked(ctx context.Context) error {
+// startInitLocked runs the hook and switches to Runtime; release as in
+// setState.
+func (s *Server) startInitLocked(ctx context.Context, release bool) error {
 	if st := s.State(); st != Startup {
 		return stateError(st)
 	}
@@ -319,7 +347,7 @@ func (s *Server) startInitLocked(ctx context.Context) error {
 			return Internal("framework_initialization failed").WithCause(err)
 		}
 	}
-	s.SetState(Runtime)
+	s.setState(Runtime, release)
 	return nil
 }
 
