@@ -30,7 +30,8 @@
 # from this tree), RUNTIME seconds (10), ROUNDS (3), WARMUP seconds of the
 # unmeasured run after each target start (2), TARGET_CPU (1), TARGET_MASK
 # (0x2), CLIENT_CPU (0), CLIENT_MASK (0x1), CLIENT_ARGS (--poll), SIZE_MB
-# (1024), SHM_DIR (/dev/shm), SETUPS ("null ram"), QSD_AIO (io_uring;
+# (1024), SHM_DIR (/dev/shm), SETUPS ("null ram"), ORDER (poll: ours-poll runs
+# before ours-adaptive in each round; adaptive: the other way), QSD_AIO (io_uring;
 # threads is QSD's default), BENCH_DIR (scratch for configs and sockets;
 # default a temporary one, removed afterwards).
 #
@@ -76,6 +77,7 @@ SHM_DIR=${SHM_DIR:-/dev/shm}
 SETUPS=${SETUPS:-null ram}
 WARMUP=${WARMUP:-2}
 QSD_AIO=${QSD_AIO:-io_uring}
+ORDER=${ORDER:-poll}
 
 if [[ -n "${BENCH_DIR:-}" ]]; then
 	DIR=$BENCH_DIR
@@ -266,12 +268,18 @@ warm_up() {
 	bdevperf_once 32 "$WARMUP" || { echo "note: warm-up run failed:" >&2; sed 's/^/  | /' "$DIR/client.out" >&2; }
 }
 
-# sides SETUP: the sides of a setup, QSD last
+# sides SETUP: the sides of a setup in the order they run, QSD last
+# (ORDER: "poll" runs ours-poll before ours-adaptive, "adaptive" the other
+# way round)
 sides() {
 	case $1 in
-	null) echo ours-poll ours-adaptive qsd ;;
-	ram) echo ours-poll ours-adaptive qsd ;;
+	null | ram) ;;
 	*) echo "unknown setup $1" >&2; exit 2 ;;
+	esac
+	case $ORDER in
+	poll) echo ours-poll ours-adaptive qsd ;;
+	adaptive) echo ours-adaptive ours-poll qsd ;;
+	*) echo "ORDER is poll or adaptive, not $ORDER" >&2; exit 2 ;;
 	esac
 }
 
