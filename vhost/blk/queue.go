@@ -139,9 +139,10 @@ type Queue struct {
 	// disables them again.
 	notifyOn bool
 
-	pool  []request
-	free  []*request
-	heads [PollBatch]uint16
+	pool   []request
+	free   []*request
+	heads  [PollBatch]uint16
+	walked [PollBatch]*request // poll's batch between walk and parse
 
 	parkHead, parkTail *request
 
@@ -371,8 +372,21 @@ func (q *Queue) poll(now reactor.Ticks) reactor.Status {
 					q.vq.DisableNotify()
 					q.notifyOn = false
 				}
+				// Walk every chain, then parse them: the cache misses
+				// on the descriptors (prefetched by Pop) and then on
+				// the headers overlap instead of queueing one after
+				// the other (+8-19% IOPS, 4K QD32 null, see the
+				// commit).
+				walked := q.walked[:0]
 				for _, h := range q.heads[:got] {
-					q.handle(h)
+					if req := q.walk(h); req != nil {
+						req.chain.PrefetchFirst()
+						walked = append(walked, req)
+					}
+				}
+				for i, req := range walked {
+					q.parse(req)
+					walked[i] = nil
 				}
 			}
 		}
@@ -492,6 +506,15 @@ func (q *Queue) logBad(req *request, what string, err error) {
 
 // handle starts the request headed by head.
 func (q *Queue) handle(head uint16) {
+	if req := q.walk(head); req != nil {
+		q.parse(req)
+	}
+}
+
+// walk takes a free request for head and walks its chain. It returns nil
+// when there is nothing to parse: the chain was bad (the request is
+// completed) or the head was (the ring is broken).
+func (q *Queue) walk(head uint16) *request {
 	req := q.free[len(q.free)-1]
 	q.free = q.free[:len(q.free)-1]
 	req.head, req.gen = head, q.gen
@@ -507,7 +530,7 @@ func (q *Queue) handle(head uint16) {
 			q.genCount[req.gen]--
 			q.free = append(q.free, req)
 			q.breakRing(err)
-			return
+			return nil
 		}
 		// The chain's end is unknown, so is its status byte: complete
 		// with used length 0 (VIRTIO v1.2 2.7.8 allows a device to write
@@ -515,9 +538,9 @@ func (q *Queue) handle(head uint16) {
 		q.stats.BadChains++
 		q.logBad(req, "descriptor chain", err)
 		q.complete(req)
-		return
+		return nil
 	}
-	q.parse(req)
+	return req
 }
 
 // parse validates the request in req.chain and submits it, or completes

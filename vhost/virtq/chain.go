@@ -56,6 +56,16 @@ func (c *Chain) Describe(err error) string {
 	return fmt.Sprintf("chain head %d: %v (descriptor %d of the %s, %d visited)", c.Head, err, c.BadDesc, table, c.NumDesc)
 }
 
+// PrefetchFirst starts loading the first byte of the chain's first
+// segment (a request header, typically) into the cache; a no-op for an
+// empty chain. A device that walks a batch of chains before parsing any of
+// them overlaps the cache misses on their headers.
+func (c *Chain) PrefetchFirst() {
+	if len(c.Segs) > 0 && len(c.Segs[0]) > 0 {
+		prefetch(&c.Segs[0][0])
+	}
+}
+
 // Walk follows the descriptor chain headed by head and fills c. The walk
 // is bounded (VIRTIO v1.2 2.7.5.2, 2.7.5.3.1): at most Size descriptors in
 // the descriptor table, and at most the table's entry count (itself at most
@@ -125,7 +135,7 @@ func (q *Queue) Walk(head uint16, c *Chain) error {
 		} else if writing {
 			return ErrReadAfterWrite
 		}
-		segs, err := q.mem.Translate(c.Segs, addr, uint64(length))
+		segs, err := q.mem.translateHinted(&q.memHint, c.Segs, addr, uint64(length))
 		if err != nil {
 			return err
 		}

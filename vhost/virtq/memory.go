@@ -274,3 +274,22 @@ func (m *GuestMemory) Translate(iov [][]byte, gpa, n uint64) ([][]byte, error) {
 	}
 	return out, nil
 }
+
+// translateHinted is Translate that first tries region *hint (any value
+// is safe: it is bounds-checked and the range is checked against the
+// region) and afterwards leaves there the region gpa was found in. The
+// table stays read-only and shared between reactors; each queue keeps
+// its own hint, since a driver's buffers mostly lie in one region.
+func (m *GuestMemory) translateHinted(hint *int, iov [][]byte, gpa, n uint64) ([][]byte, error) {
+	if m != nil && uint(*hint) < uint(len(m.regions)) && n > 0 && len(iov) < cap(iov) {
+		r := &m.regions[*hint]
+		if off := gpa - r.GuestAddr; off < r.Size() && n <= r.Size()-off {
+			return append(iov, r.Host[off:off+n:off+n]), nil
+		}
+	}
+	out, err := m.Translate(iov, gpa, n)
+	if err == nil && n > 0 {
+		*hint = m.find(gpa)
+	}
+	return out, err
+}

@@ -223,3 +223,54 @@ func TestFindMatchesLinear(t *testing.T) {
 		}
 	}
 }
+
+// TestTranslateHintedMatchesTranslate: whatever the hint (stale, out of
+// range, negative), translateHinted returns what Translate returns, and
+// leaves the hint on the region the address was found in.
+func TestTranslateHintedMatchesTranslate(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for round := range 40 {
+		var rs []Region
+		gpa := uint64(rng.IntN(256))
+		nr := 1 + rng.IntN(12)
+		for i := range nr {
+			size := uint64(1 + rng.IntN(64))
+			rs = append(rs, NewRegion(gpa, uint64(i)<<20, make([]byte, size)))
+			gpa += size + uint64(rng.IntN(2))*uint64(rng.IntN(16)) // adjacent or a hole
+		}
+		m, err := NewGuestMemory(rs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2000 {
+			addr := uint64(rng.IntN(int(gpa) + 16))
+			n := uint64(rng.IntN(80))
+			if rng.IntN(50) == 0 {
+				addr = ^uint64(0) - uint64(rng.IntN(8)) // wraps
+			}
+			capacity := rng.IntN(4)
+			hint := rng.IntN(nr+4) - 2
+			wantIov, wantErr := m.Translate(make([][]byte, 0, capacity), addr, n)
+			h := hint
+			gotIov, gotErr := m.translateHinted(&h, make([][]byte, 0, capacity), addr, n)
+			if gotErr != wantErr || len(gotIov) != len(wantIov) {
+				t.Fatalf("round %d: translateHinted(hint %d, 0x%x, %d) = %d segs, %v; Translate: %d segs, %v",
+					round, hint, addr, n, len(gotIov), gotErr, len(wantIov), wantErr)
+			}
+			for i := range gotIov {
+				if len(gotIov[i]) != len(wantIov[i]) || cap(gotIov[i]) != cap(wantIov[i]) ||
+					(len(gotIov[i]) > 0 && &gotIov[i][0] != &wantIov[i][0]) {
+					t.Fatalf("round %d: segment %d differs for 0x%x+%d (hint %d)", round, i, addr, n, hint)
+				}
+			}
+			if wantErr == nil && n > 0 && h != m.find(addr) {
+				t.Fatalf("round %d: hint %d after 0x%x, want %d", round, h, addr, m.find(addr))
+			}
+		}
+	}
+	var nilMem *GuestMemory
+	h := 0
+	if _, err := nilMem.translateHinted(&h, make([][]byte, 0, 1), 0, 1); err != ErrAddr {
+		t.Fatalf("nil table: %v, want ErrAddr", err)
+	}
+}

@@ -27,6 +27,10 @@ type Queue struct {
 	signalledValid bool   // false until the first NeedsNotify after start
 
 	inflight *InflightQueue // nil without GET/SET_INFLIGHT_FD
+
+	// memHint is the memory region the last translated buffer was in:
+	// Walk tries it first (see GuestMemory.translateHinted).
+	memHint int
 }
 
 // NewQueue starts the device side of a ring on mem. lastAvail is the index
@@ -76,7 +80,7 @@ func (q *Queue) SetMemory(mem *GuestMemory) error {
 	if err != nil {
 		return fmt.Errorf("virtq: queue: %w", err)
 	}
-	q.mem, q.r = mem, r
+	q.mem, q.r, q.memHint = mem, r, 0
 	return nil
 }
 
@@ -90,7 +94,8 @@ func (q *Queue) HasAvail() bool { return q.availIdx() != q.lastAvail }
 // Pop moves up to len(heads) available head indices into heads and
 // returns how many. The caller bounds the batch with len(heads) (SPDK
 // polls 32 per queue). Heads are not checked here: Walk rejects one that
-// is out of range. ErrAvailIdx means the driver broke the ring.
+// is out of range. ErrAvailIdx means the driver broke the ring. Pop
+// prefetches the descriptors of the heads it returns.
 //
 // With an inflight region attached, each popped head is marked in flight
 // there before Pop returns.
@@ -111,7 +116,11 @@ func (q *Queue) Pop(heads []uint16) (int, error) {
 	b, base := q.r.avail.b, q.r.avail.off+4
 	for i := range n {
 		slot := int((q.lastAvail + i) & q.mask)
-		heads[i] = binary.LittleEndian.Uint16(b[base+2*slot:])
+		h := binary.LittleEndian.Uint16(b[base+2*slot:])
+		heads[i] = h
+		if h < q.cfg.Size {
+			prefetch(&q.r.desc[DescSize*int(h)]) // Walk reads it next
+		}
 	}
 	if q.inflight != nil {
 		for _, h := range heads[:n] {
