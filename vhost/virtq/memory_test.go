@@ -198,18 +198,7 @@ func TestWithWithout(t *testing.T) {
 func TestFindMatchesLinear(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for round := range 50 {
-		var rs []Region
-		gpa := uint64(rng.IntN(4096))
-		n := 1 + rng.IntN(40)
-		for i := range n {
-			size := uint64(1 + rng.IntN(64))
-			rs = append(rs, NewRegion(gpa, uint64(i)<<20, make([]byte, size)))
-			gpa += size + uint64(rng.IntN(3))*uint64(rng.IntN(32)) // sometimes adjacent, sometimes a hole
-		}
-		m, err := NewGuestMemory(rs...)
-		if err != nil {
-			t.Fatal(err)
-		}
+		m, gpa := randomTable(t, rng, 4096, 40, 3, 32)
 		for probe := range gpa + 8 {
 			want := -1
 			for i, r := range m.regions {
@@ -230,18 +219,8 @@ func TestFindMatchesLinear(t *testing.T) {
 func TestTranslateHintedMatchesTranslate(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for round := range 40 {
-		var rs []Region
-		gpa := uint64(rng.IntN(256))
-		nr := 1 + rng.IntN(12)
-		for i := range nr {
-			size := uint64(1 + rng.IntN(64))
-			rs = append(rs, NewRegion(gpa, uint64(i)<<20, make([]byte, size)))
-			gpa += size + uint64(rng.IntN(2))*uint64(rng.IntN(16)) // adjacent or a hole
-		}
-		m, err := NewGuestMemory(rs...)
-		if err != nil {
-			t.Fatal(err)
-		}
+		m, gpa := randomTable(t, rng, 256, 12, 2, 16)
+		nr := len(m.regions)
 		for range 2000 {
 			addr := uint64(rng.IntN(int(gpa) + 16))
 			n := uint64(rng.IntN(80))
@@ -273,4 +252,24 @@ func TestTranslateHintedMatchesTranslate(t *testing.T) {
 	if _, err := nilMem.translateHinted(&h, make([][]byte, 0, 1), 0, 1); err != ErrAddr {
 		t.Fatalf("nil table: %v, want ErrAddr", err)
 	}
+}
+
+// randomTable builds a table of 1..maxRegions regions of 1-64 bytes from a
+// guest address below start, with holes of (0..holeMul-1)*(0..holeMax-1)
+// bytes between them (often none: adjacent regions); it returns the table
+// and the end of the last region.
+func randomTable(t *testing.T, rng *rand.Rand, start, maxRegions, holeMul, holeMax int) (*GuestMemory, uint64) {
+	t.Helper()
+	var rs []Region
+	gpa := uint64(rng.IntN(start))
+	for i := range 1 + rng.IntN(maxRegions) {
+		size := uint64(1 + rng.IntN(64))
+		rs = append(rs, NewRegion(gpa, uint64(i)<<20, make([]byte, size)))
+		gpa += size + uint64(rng.IntN(holeMul))*uint64(rng.IntN(holeMax))
+	}
+	m, err := NewGuestMemory(rs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, gpa
 }
