@@ -36,28 +36,29 @@
 # default a temporary one, removed afterwards).
 #
 # Reference results: 2-vCPU AMD EPYC VM (kernel 6.18.44), no
-# hugepages, QSD 7.2.22, 2026-11-25, defaults (3 rounds of 10 s); other
-# jobs took under 8% of a CPU in every QD32 run (under 2% in 15 of 18),
-# 43-56% in two QSD QD1 runs; mean over the rounds:
+# hugepages, QSD 7.2.22, 2026-11-25 19:45, RUNTIME=6 ROUNDS=5; other jobs
+# took at most 1.8% of a CPU in any run (hypervisor steal up to 12%); mean
+# over the rounds:
 #
-#	setup side           qd        IOPS   avg_us   p99_us  IOPS_x  p99_x
-#	null  ours-poll      32     3470990     9.62    18.07   2.533  0.267
-#	null  ours-adaptive  32     3892398     8.25    18.03   2.841  0.266
-#	null  qsd            32     1370115    23.49    67.79       -      -
-#	null  ours-poll      1       839760     1.31     2.13   4.578  0.087
-#	null  ours-adaptive  1       925636     1.15     2.12   5.046  0.087
-#	null  qsd            1       183423     6.39    24.35       -      -
-#	ram   ours-poll      32      907973    35.34    93.97   4.615  0.284
-#	ram   ours-adaptive  32      941254    34.12    93.52   4.784  0.282
-#	ram   qsd            32      196754   162.67   331.35       -      -
-#	ram   ours-poll      1       458966     2.21     3.39   8.509  0.051
-#	ram   ours-adaptive  1       531543     1.91     3.15   9.855  0.048
-#	ram   qsd            1        53939    19.18    65.92       -      -
+#	setup side           qd           IOPS     avg_us     p99_us     IOPS_x      p99_x
+#	null  ours-poll      32        4155538       8.13      20.70      2.950      0.286
+#	null  ours-adaptive  32        3364589       9.59      25.96      2.389      0.359
+#	null  qsd            32        1408470      22.98      72.36          -          -
+#	null  ours-poll      1          849105       1.30       1.97      4.420      0.069
+#	null  ours-adaptive  1          879207       1.24       2.05      4.577      0.071
+#	null  qsd            1          192097       5.26      28.79          -          -
+#	ram   ours-poll      32         907116      35.44     115.42      5.251      0.306
+#	ram   ours-adaptive  32         935614      34.41     109.84      5.415      0.291
+#	ram   qsd            32         172767     185.87     377.14          -          -
+#	ram   ours-poll      1          392683       2.56       6.13      7.316      0.086
+#	ram   ours-adaptive  1          485793       2.14       3.65      9.051      0.051
+#	ram   qsd            1           53673      18.78      71.44          -          -
 #
-# Single runs of one side ranged 2.8M-4.5M IOPS (null, QD32) with c2c at
-# 100 ns or 450 ns; an earlier run the same day (QSD file export on its
-# thread pool, one round disturbed by other jobs) measured null QD32 p99
-# ours/QSD 0.76-0.79, its quiet rounds 0.33-0.66.
+# Single runs of one side ranged 2.9M-5.3M IOPS (null, QD32) with c2c
+# between 65 and 627 ns; 3 of 20 single null QD32 rounds over this run and
+# one with ORDER=adaptive fell below 2x QSD (1.53-1.94x). At QD32 the
+# adaptive reactor never sleeps, so the two modes differ only by noise and
+# by their slot in the round.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 need jq taskset qemu-storage-daemon
