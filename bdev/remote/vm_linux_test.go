@@ -4,8 +4,10 @@ package remote
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,7 +58,16 @@ func TestKernelTarget(t *testing.T) {
 			cfg := cfgFor(fmt.Sprintf("Nvme%d", i), "127.0.0.1", sport, vm.DefaultTargetNQN)
 			cfg.HeaderDigest, cfg.DataDigest = dg, dg
 			cfg.ConnectTimeout = 20 * time.Second
+			// QEMU's user-mode network accepts on the host port before the
+			// guest's side of the connection is up; on a loaded machine the
+			// guest may not answer in time and the host side is reset.
+			// Retry that only: any other error fails at once.
 			c, err := e.mod.Attach(context.Background(), cfg, -1)
+			for try := 1; try < 5 && errors.Is(err, syscall.ECONNRESET); try++ {
+				t.Logf("attach try %d: %v; retrying", try, err)
+				time.Sleep(500 * time.Millisecond)
+				c, err = e.mod.Attach(context.Background(), cfg, -1)
+			}
 			if err != nil {
 				t.Fatalf("attach: %v\n%s", err, g.ConsoleTail(2000))
 			}
