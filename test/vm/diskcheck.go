@@ -230,6 +230,7 @@ i=0
 while [ -z "$DEV" ] && [ $i -lt 100 ]; do
 	for n in /sys/block/nvme*n*; do
 		case ${n##*/} in nvme*c*) continue ;; esac # a path of a multipath namespace
+		[ -b /dev/${n##*/} ] || continue
 		[ "$(cat $n/nsid 2>/dev/null)" = "$NVME_NS" ] || continue
 		[ "$(cat $n/device/subsysnqn 2>/dev/null)" = "$NVME_NQN" ] && DEV=/dev/${n##*/}
 	done

@@ -44,7 +44,11 @@ if [ -n "$SELFTEST" ]; then
 	D=
 	i=0
 	while [ -z "$D" ] && [ $i -lt 100 ]; do
+		# The namespace head (nvme0n1), not a hidden multipath path
+		# (nvme0c0n1, no device node), which can show up first.
 		for n in /sys/block/nvme*n1; do
+			case ${n##*/} in nvme*c*) continue ;; esac
+			[ -b /dev/${n##*/} ] || continue
 			[ "$(cat $n/device/subsysnqn 2>/dev/null)" = "$NQN" ] && D=/dev/${n##*/}
 		done
 		[ -n "$D" ] || { sleep 0.1; i=$((i + 1)); }
