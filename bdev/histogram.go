@@ -154,6 +154,19 @@ type HistogramData struct {
 	ByType [NumIOTypes]*hdr.Histogram
 }
 
+// add merges h's counts into d, copying a type's HdrHistogram the first
+// time (d never shares h's, which their channel keeps recording into).
+func (d *HistogramData) add(h *chanHist) {
+	d.spdk.merge(h.spdk)
+	for t, th := range h.hdr {
+		if d.ByType[t] == nil {
+			d.ByType[t] = hdr.Import(th.Export())
+			continue
+		}
+		d.ByType[t].Merge(th)
+	}
+}
+
 // SPDKEncoding returns bdev_get_histogram's result object.
 func (d *HistogramData) SPDKEncoding() Ordered {
 	return Obj(

@@ -7,8 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	hdr "github.com/HdrHistogram/hdrhistogram-go"
-
 	"hyperpath/reactor"
 )
 
@@ -466,10 +464,7 @@ func (b *Bdev) Histogram() *HistogramData {
 	d := &HistogramData{Settings: s, spdk: newSPDKHist(s)}
 	b.mu.Lock()
 	if h := b.closedHist; h != nil && h.s == s {
-		d.spdk.merge(h.spdk)
-		for t, th := range h.hdr {
-			d.ByType[t] = hdr.Import(th.Export()) // a copy
-		}
+		d.add(h)
 	}
 	b.mu.Unlock()
 	var mu sync.Mutex
@@ -479,14 +474,7 @@ func (b *Bdev) Histogram() *HistogramData {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		d.spdk.merge(c.hist.spdk)
-		for t, h := range c.hist.hdr {
-			if d.ByType[t] == nil {
-				d.ByType[t] = hdr.Import(h.Export()) // a copy
-				continue
-			}
-			d.ByType[t].Merge(h)
-		}
+		d.add(c.hist)
 	})
 	return d
 }
