@@ -176,16 +176,7 @@ func fuzzSeeds() []fuzzSeed {
 		f := proto.Framing{Digests: dg}
 		b := make([]byte, 8192)
 		c2h := func(off, n uint32, last, success bool) []byte {
-			h, _ := proto.EncodeC2HData(b, f, &proto.DataPDU{CCCID: 0, DataO: off, DataL: n, Last: last, Success: success})
-			out := append([]byte(nil), b[:h]...)
-			payload := make([]byte, n)
-			out = append(out, payload...)
-			if dg&proto.DigestData != 0 {
-				var d [4]byte
-				proto.PutDigest(d[:], proto.CRC32C(payload))
-				out = append(out, d[:]...)
-			}
-			return out
+			return seedC2HData(f, 0, off, n, last, success, false)
 		}
 		resp := func(st proto.Status) []byte {
 			n, _ := proto.EncodeCapsuleResp(b, f, &proto.CQE{CID: 0, Status: st})
@@ -204,19 +195,7 @@ func fuzzSeeds() []fuzzSeed {
 		f := proto.Framing{Digests: dg}
 		b := make([]byte, 8192)
 		c2h := func(cid uint16, off, n uint32, last bool) []byte {
-			h, _ := proto.EncodeC2HData(b, f, &proto.DataPDU{CCCID: cid, DataO: off, DataL: n, Last: last, Success: last})
-			out := append([]byte(nil), b[:h]...)
-			payload := make([]byte, n)
-			for i := range payload {
-				payload[i] = byte(int(cid) + i)
-			}
-			out = append(out, payload...)
-			if dg&proto.DigestData != 0 {
-				var d [4]byte
-				proto.PutDigest(d[:], proto.CRC32C(payload))
-				out = append(out, d[:]...)
-			}
-			return out
+			return seedC2HData(f, cid, off, n, last, last, true)
 		}
 		stream := func(order []uint16, split, errCID int) []byte {
 			var out []byte
@@ -247,6 +226,27 @@ func fuzzSeeds() []fuzzSeed {
 	n, _ = proto.EncodeCapsuleResp(b, proto.Framing{}, &proto.CQE{CID: 7})
 	seeds = append(seeds, fuzzSeed{name: "bad-cid", data: b[:n]})
 	return seeds
+}
+
+// seedC2HData encodes one C2HData PDU for command cid with n payload
+// bytes at offset off (zeros, or byte(cid+i) with pattern), and the data
+// digest when f asks for one.
+func seedC2HData(f proto.Framing, cid uint16, off, n uint32, last, success, pattern bool) []byte {
+	b := make([]byte, 256)
+	h, _ := proto.EncodeC2HData(b, f, &proto.DataPDU{CCCID: cid, DataO: off, DataL: n, Last: last, Success: success})
+	payload := make([]byte, n)
+	if pattern {
+		for i := range payload {
+			payload[i] = byte(int(cid) + i)
+		}
+	}
+	out := append(b[:h:h], payload...)
+	if f.Digests&proto.DigestData != 0 {
+		var d [4]byte
+		proto.PutDigest(d[:], proto.CRC32C(payload))
+		out = append(out, d[:]...)
+	}
+	return out
 }
 
 func corpusFile(s fuzzSeed) []byte {
