@@ -123,7 +123,6 @@ type Server struct {
 	allow      map[string]bool
 	state      State
 	runtimeCh  chan struct{} // closed while state == Runtime, once waiters may go
-	released   bool          // runtimeCh is closed
 	subsystems []*subsystem
 	startInit  func(context.Context) error
 	kill       func(syscall.Signal) error
@@ -298,11 +297,18 @@ func (s *Server) setState(st State, release bool) {
 	if st == Runtime {
 		if release {
 			close(s.runtimeCh)
-			s.released = true
 		}
-	} else if s.released {
+	} else if isClosed(s.runtimeCh) {
 		s.runtimeCh = make(chan struct{})
-		s.released = false
+	}
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -311,9 +317,8 @@ func (s *Server) setState(st State, release bool) {
 func (s *Server) releaseWaiters() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.state == Runtime && !s.released {
+	if s.state == Runtime && !isClosed(s.runtimeCh) {
 		close(s.runtimeCh)
-		s.released = true
 	}
 }
 
